@@ -1,0 +1,4 @@
+from agent.cli import main
+import sys
+
+sys.exit(main())

@@ -1,0 +1,142 @@
+"""Alert lifecycle: pending -> firing -> resolved, one state per fingerprint (rule + labels).
+
+Pure: every decision takes the finding's event time, never the wall clock, so replay and the
+daemon decide identically. Each notification carries a named reason, as it appears in logs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any, Iterable, Mapping, Protocol
+
+from agent.types import Finding, Transition
+
+FIRST = "first notification"
+REPEAT = "repeat interval elapsed"
+RESOLVED = "resolved"
+
+
+class RuleMeta(Protocol):
+    """What the lifecycle needs to know of a rule."""
+
+    name: str
+    kind: str
+    severity: str
+    pending_for: timedelta
+    repeat_interval: timedelta | None
+
+    def summary(self, values: Mapping[str, Any]) -> dict[str, str]: ...
+
+
+def fingerprint(rule: str, labels: Mapping[str, str]) -> str:
+    text = json.dumps([rule, sorted(labels.items())], ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class AlertState:
+    fingerprint: str
+    rule: str
+    kind: str
+    severity: str
+    labels: Mapping[str, str]
+    state: str  # pending | firing | resolved | cleared (pending that never fired)
+    active_since: datetime
+    fired_at: datetime | None = None
+    last_notified: datetime | None = None
+    resolved_at: datetime | None = None
+    values: Mapping[str, Any] = field(default_factory=dict)
+    line_no: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        for k in ("active_since", "fired_at", "last_notified", "resolved_at"):
+            d[k] = d[k].isoformat() if d[k] else None
+        return d
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> "AlertState":
+        d = dict(d)
+        for k in ("active_since", "fired_at", "last_notified", "resolved_at"):
+            d[k] = datetime.fromisoformat(d[k]) if d.get(k) else None
+        return cls(**d)
+
+
+def step(prev: AlertState | None, f: Finding, rule: RuleMeta,
+         default_repeat: timedelta) -> tuple[AlertState | None, Transition | None]:
+    """The next state of one alert given a finding; and the notification it causes, if any."""
+    now = f.ts
+    live = prev if prev is not None and prev.state != "resolved" else None
+    if not f.active:
+        if live is None:
+            return None, None
+        if live.state == "pending":  # cleared before `for:` ran out: never worth a page
+            return replace(live, state="cleared", resolved_at=now), None
+        done = replace(live, state="resolved", resolved_at=now)
+        return done, _transition(done, rule, now, "resolved", RESOLVED, live.values)
+    if live is None:
+        live = AlertState(fingerprint(f.rule, f.labels), f.rule, f.kind, rule.severity,
+                          dict(f.labels), "pending", now, values=dict(f.values),
+                          line_no=f.line_no)
+    else:
+        live = replace(live, values=dict(f.values), line_no=f.line_no or live.line_no)
+    if live.state == "pending":
+        if now - live.active_since >= rule.pending_for:
+            live = replace(live, state="firing", fired_at=now, last_notified=now)
+            return live, _transition(live, rule, now, "firing", FIRST, live.values)
+        return live, None
+    repeat = rule.repeat_interval or default_repeat
+    if repeat and live.last_notified is not None and now - live.last_notified >= repeat:
+        live = replace(live, last_notified=now)
+        return live, _transition(live, rule, now, "firing", REPEAT, live.values)
+    return live, None
+
+
+def _transition(a: AlertState, rule: RuleMeta, now: datetime, state: str, reason: str,
+                values: Mapping[str, Any]) -> Transition:
+    return Transition(now, a.rule, a.kind, a.severity, state, a.labels, rule.summary(values),
+                      a.fingerprint, reason, a.line_no, values)
+
+
+class AlertBook:
+    """The live alerts (pending and firing), advanced by findings."""
+
+    def __init__(self, rules: Mapping[str, RuleMeta], default_repeat: timedelta):
+        self.rules = rules
+        self.default_repeat = default_repeat
+        self.live: dict[str, AlertState] = {}
+
+    def process(self, findings: Iterable[Finding]) -> tuple[list[Transition], list[AlertState]]:
+        """Advance by findings; return the notifications and every changed state."""
+        transitions: list[Transition] = []
+        changed: list[AlertState] = []
+        for f in findings:
+            rule = self.rules.get(f.rule)
+            if rule is None:
+                continue
+            fp = fingerprint(f.rule, f.labels)
+            prev = self.live.get(fp)
+            new, tr = step(prev, f, rule, self.default_repeat)
+            if new is None:
+                continue
+            if new.state in ("resolved", "cleared"):
+                self.live.pop(fp, None)
+            else:
+                self.live[fp] = new
+            if prev is None or new.state != prev.state or tr is not None:
+                changed.append(new)
+            if tr is not None:
+                transitions.append(tr)
+        return transitions, changed
+
+    def firing(self) -> list[AlertState]:
+        return [a for a in self.live.values() if a.state == "firing"]
+
+    def restore(self, states: Iterable[Mapping[str, Any]]) -> None:
+        for d in states:
+            a = AlertState.from_json(d)
+            if a.state in ("pending", "firing") and a.rule in self.rules:
+                self.live[a.fingerprint] = a

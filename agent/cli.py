@@ -1,0 +1,202 @@
+"""The `invoice-agent` command line. Exit codes: 0 ok, 1 findings or failed checks, 2 usage or
+config error."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from agent import __version__
+from agent.yamlfile import FileProblems
+
+DEFAULT_CONFIG = "/etc/invoice-agent/agent.yaml"
+EXIT_OK, EXIT_FINDINGS, EXIT_CONFIG = 0, 1, 2
+
+
+def _config_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-c", "--config", default=DEFAULT_CONFIG,
+                   help=f"agent config file (default {DEFAULT_CONFIG})")
+
+
+def _print_problems(exc: FileProblems) -> None:
+    print(f"invoice-agent: {len(exc.problems)} problem(s) in the configuration:", file=sys.stderr)
+    for p in exc.problems:
+        print(f"  {p}", file=sys.stderr)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from agent.daemon import load_all
+
+    loaded, rules = load_all(args.config)
+    loaded.notify_urls()  # ${ENV} secrets must resolve too
+    print(f"ok: {args.config}: {len(loaded.config.sources)} source(s), {len(rules)} rule(s)")
+    for r in rules:
+        print(f"  rule {r.name} ({r.config.type}, {r.severity})")
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from agent.daemon import Daemon
+
+    daemon = Daemon(args.config)
+    daemon.install_signals()
+    return daemon.run()
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from agent.daemon import load_all, transition_record
+    from agent.notify.console import print_transition
+    from agent.replay import NoSourceForFile, configured_files, match_files, replay
+
+    loaded, rules = load_all(args.config)
+    language = args.language or loaded.config.notify.language
+    try:
+        pairs = match_files(loaded, args.files) if args.files else configured_files(loaded)
+    except NoSourceForFile as exc:
+        print(f"invoice-agent replay: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    for _, path in pairs:
+        if not Path(path).is_file():
+            print(f"invoice-agent replay: {path}: no such file", file=sys.stderr)
+            return EXIT_CONFIG
+
+    def show(tr: Any) -> None:
+        if tr.reason == "repeat interval elapsed":
+            return  # a reminder, not a transition
+        if args.format == "jsonl":
+            print(json.dumps(transition_record(tr, language), ensure_ascii=False), flush=False)
+        else:
+            print_transition(tr, language, sys.stdout)
+
+    result = replay(loaded, rules, pairs, show)
+    sys.stdout.flush()
+    rate = result.lines / result.seconds if result.seconds else 0.0
+    print(f"replayed {len(pairs)} file(s): lines {result.lines} unparsed {result.unparsed} "
+          f"windows {result.windows} alerts {result.fired} in {result.seconds:.2f}s "
+          f"({rate:,.0f} lines/s)", file=sys.stderr)
+    return EXIT_FINDINGS if result.fired else EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from agent.demo import run_demo
+
+    return run_demo(Path(args.dir) if args.dir else None, args.language, seed=args.seed)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from agent.status import collect, format_status
+
+    data = collect(args.config)
+    if args.json:
+        print(json.dumps(data, ensure_ascii=False, indent=2))
+    else:
+        print(format_status(data))
+    return EXIT_OK
+
+
+def cmd_notify_test(args: argparse.Namespace) -> int:
+    from agent.daemon import load_all
+    from agent.notify.sender import AppriseSender
+
+    loaded, _ = load_all(args.config)
+    n = loaded.config.notify
+    try:
+        sender = AppriseSender(loaded.notify_urls(), loaded.apprise_config(),
+                               {k: list(v) for k, v in n.routes.items()},
+                               timeout=n.timeout.total_seconds())
+    except ValueError as exc:
+        print(f"invoice-agent notify test: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if not sender.has_targets:
+        print("no notification target configured: alerts are printed to the console")
+        return EXIT_OK
+    failed = 0
+    for target, d in sender.test_all():
+        print(f"{'ok    ' if d.ok else 'FAILED'} {target}: {d.detail}")
+        failed += not d.ok
+    return EXIT_FINDINGS if failed else EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="invoice-agent",
+        description="Watch an e-invoice upload/sync system through its logs and alert the "
+                    "on-call sysadmin when invoices stop flowing, slow down or fail.")
+    parser.add_argument("--version", action="version", version=f"invoice-agent {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("run", help="run the daemon (systemd: Type=notify)",
+                       description="Tail the configured logs and alert until SIGTERM. SIGHUP "
+                                   "reloads config and rules.")
+    _config_arg(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("replay", help="run the rules over log files, as fast as possible",
+                       description="Replay files from their start in event time; print alert "
+                                   "transitions. Exit 1 when alerts fired. Uses no stored state.")
+    _config_arg(p)
+    p.add_argument("files", nargs="*", metavar="FILE",
+                   help="log files (matched to sources by the configured globs); default: "
+                        "every configured source")
+    p.add_argument("--format", choices=["text", "jsonl"], default="text",
+                   help="jsonl: one JSON object per alert transition on stdout")
+    p.add_argument("--language", choices=["zh", "en"], help="summary language (default: config)")
+    p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("demo", help="simulate a day of invoice logs with incidents and watch it",
+                       description="Generate a simulated day (platform, upload, ERP sync in GBK, "
+                                   "syslog) with an outage, a latency degradation and an error "
+                                   "burst, run the real pipeline over it and print the alerts.")
+    p.add_argument("--dir", help="where to write the demo files (default: a temporary folder)")
+    p.add_argument("--language", choices=["zh", "en"], default="zh")
+    p.add_argument("--seed", type=int, default=7, help="simulator seed")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("check", help="validate config and rules",
+                       description="Exit 0 when config and rules are valid, 2 otherwise, "
+                                   "printing every problem with file, key and line.")
+    _config_arg(p)
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("status", help="sources, offsets, parse failures, alerts, outbox",
+                       description="Read the agent's state: per source files, offsets, lines "
+                                   "and unparsed lines; firing alerts; outbox depth.")
+    _config_arg(p)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("notify", help="notification tools",
+                       description="Notification tools.")
+    nsub = p.add_subparsers(dest="notify_command", metavar="ACTION", required=True)
+    t = nsub.add_parser("test", help="send a test alert to every target",
+                        description="Send a test message to each configured target and report "
+                                    "each result; exit 1 if any failed.")
+    _config_arg(t)
+    t.set_defaults(func=cmd_notify_test)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    logging.getLogger("apprise").setLevel(logging.WARNING if not args.verbose else logging.DEBUG)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except FileProblems as exc:
+        _print_problems(exc)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

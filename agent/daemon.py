@@ -1,0 +1,282 @@
+"""The daemon: wires sources, pipeline, store and notifier from the config, and runs the loop.
+
+One loop, one thread writing SQLite: poll files (woken by inotify, polled every second as a
+fallback), feed the pipeline, advance the clock, commit the batch with its offsets, hand due
+notifications to the delivery worker. SIGTERM finishes the batch, checkpoints and exits 0;
+SIGHUP reloads config and rules, keeping the running ones if the new are invalid.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import time
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TextIO
+
+from agent import systemd
+from agent.config import LoadedConfig, load_config
+from agent.detect.base import Rule
+from agent.detect.loader import load_rules
+from agent.notify.console import print_transition
+from agent.notify.outbox import OutboxItem, OutboxWorker, next_attempt_delay
+from agent.notify.render import render
+from agent.notify.sender import AppriseSender
+from agent.pipeline import Engine
+from agent.sources.files import FileCheckpoint, FileSource
+from agent.sources.watch import Waker
+from agent.store import Batch, Store
+from agent.types import RawLine, Transition
+from agent.yamlfile import FileProblems
+
+log = logging.getLogger("invoice_agent")
+
+DB_NAME = "agent.db"
+
+
+def load_all(config_path: str | Path) -> tuple[LoadedConfig, list[Rule]]:
+    """Config and rules, validated together; FileProblems lists everything wrong."""
+    loaded = load_config(config_path)
+    rules = load_rules(loaded.rule_globs(), [s.name for s in loaded.config.sources])
+    return loaded, rules
+
+
+def transition_record(tr: Transition, language: str) -> dict[str, Any]:
+    """The alert-transition object of the `--format jsonl` contract."""
+    rec: dict[str, Any] = {
+        "ts": tr.ts.isoformat(), "rule": tr.rule, "source": tr.kind, "severity": tr.severity,
+        "state": tr.state, "labels": dict(tr.labels),
+        "summary": tr.summary.get(language) or next(iter(tr.summary.values()), tr.rule),
+    }
+    if tr.line_no is not None:
+        rec["line"] = tr.line_no
+    return rec
+
+
+class Daemon:
+    """A running agent. `run()` returns the process exit code."""
+
+    def __init__(self, config_path: str | Path, out: TextIO = sys.stdout):
+        self.config_path = Path(config_path)
+        self.out = out
+        self._stop = False
+        self._reload = False
+        self.loaded, self.rules = load_all(self.config_path)
+        self.store = Store(self.loaded.state_dir / DB_NAME)
+        self.worker: OutboxWorker | None = None
+        self.sender: AppriseSender | None = None
+        self._build()
+
+    # -- wiring ----------------------------------------------------------------------------
+    def _build(self) -> None:
+        """(Re)create every stage from the current config and the stored state."""
+        cfg = self.loaded.config
+        self.sources: list[FileSource] = []
+        saved = self.store.engine_state().get("engine", {})
+        started = bool(saved.get("started"))
+        for src in cfg.sources:
+            first_run = not started and not self.store.has_offsets(src.name)
+            fs = FileSource(src.name, self.loaded.source_globs(src), encoding=src.encoding,
+                            start_at=src.start_at, max_line_bytes=src.max_line_bytes,
+                            first_run=first_run)
+            fs.restore([_checkpoint(r) for r in self.store.offsets(src.name)])
+            self.sources.append(fs)
+        self.engine = Engine(self.loaded, self.rules)
+        if saved.get("window_seconds") != cfg.window.total_seconds():
+            saved = {k: v for k, v in saved.items() if k != "windows"}  # boundaries moved
+        self.engine.restore(saved, self.store.alert_states())
+        self.language = cfg.notify.language
+        sender = AppriseSender(self.loaded.notify_urls(), self.loaded.apprise_config(),
+                               {k: list(v) for k, v in cfg.notify.routes.items()},
+                               timeout=cfg.notify.timeout.total_seconds())
+        if self.worker is not None:
+            self.worker.stop()
+            self.worker = None
+        self.sender = sender if sender.has_targets else None
+        if self.sender is not None:
+            self.worker = OutboxWorker(self.sender.send)
+            self.worker.start()
+        dirs: set[str] = set()
+        for fs in self.sources:
+            dirs |= fs.watch_dirs()
+        self.waker = Waker(sorted(dirs))
+        self.waker.start()
+        log.info("running: %d sources, %d rules, notify %s", len(self.sources), len(self.rules),
+                 "to %d targets" % len(self.sender._services) if self.sender else "to console")
+
+    def _teardown_sources(self) -> None:
+        self.waker.stop()
+        for fs in self.sources:
+            fs.close()
+
+    # -- signals ---------------------------------------------------------------------------
+    def install_signals(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_term)
+        signal.signal(signal.SIGINT, self._on_term)
+        signal.signal(signal.SIGHUP, self._on_hup)
+
+    def _on_term(self, *_: Any) -> None:
+        self._stop = True
+
+    def _on_hup(self, *_: Any) -> None:
+        self._reload = True
+
+    def stop(self) -> None:
+        self._stop = True
+
+    # -- the loop --------------------------------------------------------------------------
+    def run(self) -> int:
+        systemd.notify("READY=1\nSTATUS=watching %d sources" % len(self.sources))
+        wd = systemd.watchdog_interval()
+        last_ping = 0.0
+        try:
+            while not self._stop:
+                backlog = self.step()
+                if self._reload:
+                    self._reload = False
+                    self.reload()
+                mono = time.monotonic()
+                if wd and mono - last_ping >= wd and self.healthy():
+                    systemd.notify("WATCHDOG=1")
+                    last_ping = mono
+                if not backlog and not self._stop:
+                    self.waker.wait(self.loaded.config.poll_interval.total_seconds())
+        finally:
+            systemd.notify("STOPPING=1")
+            self.shutdown()
+        return 0
+
+    def step(self, now: datetime | None = None) -> bool:
+        """One batch: read, decide, commit, deliver. True if files still hold unread lines."""
+        cfg = self.loaded.config
+        per_source = max(1, cfg.batch_lines // max(1, len(self.sources)))
+        lines: list[RawLine] = []
+        backlog_sources = []
+        for fs in self.sources:
+            got = fs.poll(per_source)
+            lines += got
+            if len(got) >= per_source:
+                backlog_sources.append(fs.name)
+        self.engine.feed(lines)
+        if now is None:
+            now = datetime.now(timezone.utc).astimezone()
+        if backlog_sources:
+            # catching up: let time move only as far as the slowest source has read
+            marks = [self.engine.watermarks[s] for s in backlog_sources
+                     if s in self.engine.watermarks]
+            now = min(marks) if marks else None
+        transitions = self.engine.advance(now) if now is not None else []
+        self._commit(lines, transitions)
+        if self.sender is None:
+            for tr in transitions:
+                print_transition(tr, self.language, self.out)
+            self.out.flush()
+        self._deliver()
+        return bool(backlog_sources)
+
+    def _commit(self, lines: list[RawLine], transitions: list[Transition]) -> None:
+        drained = self.engine.drain()
+        if not lines and not drained.windows and not transitions and not drained.counters:
+            return
+        batch = Batch()
+        for fs in self.sources:
+            batch.offsets += [dict(asdict(c), source=fs.name) for c in fs.checkpoints()]
+        batch.counters = dict(drained.counters)
+        batch.samples = [{"source": f.source, "path": f.path, "line_no": f.line_no,
+                          "reason": f.reason, "text": f.text[:2000]} for f in drained.failures]
+        batch.windows = [{"source": w.source, "start": w.start.isoformat(),
+                          "end": w.end.isoformat(), "features": dict(w.features)}
+                         for w in drained.windows]
+        state = self.engine.state()
+        state["window_seconds"] = self.loaded.config.window.total_seconds()
+        batch.engine_state = {"engine": state}
+        batch.alerts = [a.to_json() for a in drained.alerts]
+        batch.transitions = [{"ts": t.ts.isoformat(), "rule": t.rule, "kind": t.kind,
+                              "severity": t.severity, "state": t.state, "labels": dict(t.labels),
+                              "summary": dict(t.summary), "reason": t.reason}
+                             for t in transitions]
+        if self.sender is not None:
+            for tr in transitions:
+                title, body = render(tr, self.language)
+                batch.outbox.append({"fingerprint": tr.fingerprint, "severity": tr.severity,
+                                     "title": title, "body": body, "next_attempt": 0.0})
+        self.store.commit(batch)
+        if drained.windows:
+            self.store.prune_windows(drained.windows[-1].end - self.loaded.config.retention)
+
+    def _deliver(self) -> None:
+        """Record finished deliveries; hand due ones to the worker. Never blocks on a target."""
+        if self.worker is None:
+            return
+        now = time.time()
+        for res in self.worker.results():
+            d = res.delivery
+            if d.ok:
+                self.store.outbox_delivered(res.id)
+                log.info("delivered alert #%d: %s", res.id, d.detail)
+            else:
+                row = next(iter(self.store.db["outbox"].rows_where("id = ?", [res.id])), None)
+                attempts = (row["attempts"] if row else 0) + 1
+                delay = next_attempt_delay(attempts)
+                self.store.outbox_failed(res.id, d.detail, now + delay)
+                log.warning("delivery of alert #%d failed (attempt %d, retry in %.0fs): %s",
+                            res.id, attempts, delay, d.detail)
+        busy = self.worker.in_flight()
+        for row in self.store.due_outbox(now, exclude=busy):
+            self.worker.submit(OutboxItem(row["id"], row["severity"], row["title"], row["body"],
+                                          row["attempts"]))
+
+    # -- reload and stop ---------------------------------------------------------------------
+    def reload(self) -> bool:
+        """Re-read config and rules; on any problem keep running on the current ones."""
+        systemd.reloading()
+        try:
+            loaded, rules = load_all(self.config_path)
+        except FileProblems as exc:
+            for p in exc.problems:
+                log.error("reload refused, keeping the running config: %s", p)
+            systemd.notify("READY=1\nSTATUS=reload refused: config invalid")
+            return False
+        self._commit([], [])
+        self._teardown_sources()
+        old = self.loaded, self.rules
+        self.loaded, self.rules = loaded, rules
+        try:
+            if loaded.state_dir != old[0].state_dir:
+                log.warning("state_dir changes take effect at restart; keeping %s",
+                            old[0].state_dir)
+            self._build()
+        except Exception:
+            log.exception("reload failed, going back to the running config")
+            self.loaded, self.rules = old
+            self._build()
+            systemd.notify("READY=1")
+            return False
+        log.info("reloaded %s", self.config_path)
+        systemd.notify("READY=1\nSTATUS=reloaded")
+        return True
+
+    def healthy(self) -> bool:
+        return self.waker.alive() and (self.worker is None or self.worker.alive())
+
+    def shutdown(self) -> None:
+        try:
+            self._commit([], [])
+        finally:
+            self._teardown_sources()
+            if self.worker is not None:
+                # give a delivery under way its chance to finish; the rest waits in the outbox
+                self.worker.stop()
+                for res in self.worker.results():
+                    if res.delivery.ok:
+                        self.store.outbox_delivered(res.id)
+            self.store.close()
+
+
+def _checkpoint(row: dict[str, Any]) -> FileCheckpoint:
+    return FileCheckpoint(row["file_id"], row["path"], row["offset"], row["line_no"],
+                          row["fingerprint"], row["head"])
+

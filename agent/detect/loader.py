@@ -1,0 +1,98 @@
+"""Loading operator rule files: every problem with its file, key path and line, all at once."""
+
+from __future__ import annotations
+
+import glob
+from typing import Any, Collection, Iterable
+
+from pydantic import ValidationError
+
+from agent.detect import absence, threshold  # noqa: F401  (registers the rule types)
+from agent.detect.base import RULE_TYPES, Rule
+from agent.detect.expr import ExprError
+from agent.yamlfile import FileProblems, Problem, YamlDoc, dotted, read_yaml
+
+
+def rule_files(globs: Iterable[str]) -> list[str]:
+    files: list[str] = []
+    for pattern in globs:
+        for f in sorted(glob.glob(pattern)):
+            if f not in files:
+                files.append(f)
+    return files
+
+
+def load_rules(globs: Iterable[str], sources: Collection[str]) -> list[Rule]:
+    """Read, validate and build every rule; raise FileProblems listing all problems."""
+    problems: list[Problem] = []
+    rules: list[Rule] = []
+    seen: dict[str, str] = {}
+    for path in rule_files(globs):
+        try:
+            doc = read_yaml(path)
+        except FileProblems as exc:
+            problems += exc.problems
+            continue
+        for i, rule, found in _rules_in(doc, sources):
+            if found:
+                problems += found if isinstance(found, list) else [found]
+                continue
+            assert rule is not None
+            if rule.name in seen:
+                problems.append(Problem(path, f"rules.{i}.name",
+                                        f"rule name {rule.name!r} already used in {seen[rule.name]}",
+                                        doc.line_of(("rules", i, "name"))))
+                continue
+            seen[rule.name] = path
+            rules.append(rule)
+    if problems:
+        raise FileProblems(problems)
+    return rules
+
+
+def _rules_in(doc: YamlDoc, sources: Collection[str]):
+    data = doc.data
+    if data is None:
+        return
+    if not isinstance(data, dict) or not isinstance(data.get("rules"), list):
+        yield 0, None, Problem(doc.path, "rules", "expected a top-level `rules:` list",
+                               doc.line_of(()))
+        return
+    extra = sorted(set(data) - {"rules"})
+    if extra:
+        yield 0, None, Problem(doc.path, extra[0], "unknown key (expected only `rules:`)",
+                               doc.line_of((extra[0],)))
+    for i, item in enumerate(data["rules"]):
+        yield (i, *_one_rule(doc, i, item, sources))
+
+
+def _one_rule(doc: YamlDoc, i: int, item: Any, sources: Collection[str]):
+    base = ("rules", i)
+    if not isinstance(item, dict):
+        return None, Problem(doc.path, dotted(base), "expected a mapping", doc.line_of(base))
+    kind = item.get("type")
+    if kind not in RULE_TYPES:
+        return None, Problem(doc.path, dotted(base + ("type",)),
+                             f"unknown rule type {kind!r}; expected one of "
+                             f"{', '.join(sorted(RULE_TYPES))}", doc.line_of(base + ("type",)))
+    try:
+        config = RULE_TYPES[kind].model_validate(item)
+    except ValidationError as exc:
+        found = []
+        for err in exc.errors():
+            loc = base + tuple(err["loc"])
+            msg = {"extra_forbidden": "unknown key", "missing": "required key is missing"}.get(
+                err["type"], err["msg"].removeprefix("Value error, "))
+            found.append(Problem(doc.path, dotted(loc), msg, doc.line_of(loc)))
+        return None, found
+    src = getattr(config, "source", None)
+    if src is not None and src not in sources:
+        loc = base + ("source",)
+        return None, Problem(doc.path, dotted(loc),
+                             f"unknown source {src!r}; configured: {', '.join(sources) or 'none'}",
+                             doc.line_of(loc))
+    try:
+        return config.build({}), None
+    except ExprError as exc:
+        key = "when" if "when" in item else "summary"
+        return None, Problem(doc.path, dotted(base + (key,)), str(exc), doc.line_of(base + (key,)))

@@ -1,0 +1,38 @@
+"""`type: threshold`: a condition over a source's window features."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from agent.detect.base import Rule, RuleConfig, register
+from agent.detect.expr import Expression
+from agent.features import FEATURES
+from agent.types import Finding, Window
+
+
+@register("threshold")
+class ThresholdConfig(RuleConfig):
+    """Fires while `when` holds for the source's windows (after `for:`)."""
+
+    source: str
+    when: str
+
+    def template_names(self) -> set[str]:
+        return set(FEATURES) | {"source", "window_start", "window_end"}
+
+    def build(self, sources: Mapping[str, Any]) -> "ThresholdRule":
+        return ThresholdRule(self)
+
+
+class ThresholdRule(Rule):
+    def __init__(self, config: ThresholdConfig):
+        super().__init__(config, {**config.labels, "source": config.source})
+        self.source = config.source
+        self.when = Expression(config.when, FEATURES)
+
+    def evaluate(self, window: Window) -> Finding | None:
+        if window.source != self.source:
+            return None
+        values = dict(window.features, source=self.source,
+                      window_start=window.start.isoformat(), window_end=window.end.isoformat())
+        return Finding(self.name, self.when(window.features), window.end, self.labels, values)

@@ -1,0 +1,98 @@
+"""The small immutable records that flow between pipeline stages.
+
+sources --RawLine--> parse --Event--> features --Window--> detect --Finding--> alerts
+--Transition--> notify.  A stage imports only the types it receives and emits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Mapping
+
+SEVERITIES = ("info", "warning", "critical")
+
+
+@dataclass(frozen=True, slots=True)
+class RawLine:
+    """One complete line read from a log file, already decoded."""
+
+    source: str  # config name of the source
+    path: str  # the path the line was read from
+    line_no: int  # 1-based line number within that file
+    text: str  # decoded text without the line terminator
+    truncated: bool = False  # longer than max_line_bytes and cut
+    replaced: bool = False  # had undecodable bytes, replaced with U+FFFD
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """The canonical event every parser produces (see DESIGN.md)."""
+
+    ts: datetime  # timezone-aware
+    source: str
+    event: str | None = None  # issue | upload | ack | sync | query | login | system | ...
+    invoice_no: str | None = None
+    amount: str | None = None  # kept as written: decimal text, never a float
+    issue_date: str | None = None
+    taxpayer_id: str | None = None
+    status: str | None = None  # ok | failed | timeout | pending | ...
+    latency_ms: float | None = None
+    error_code: str | None = None
+    level: str | None = None
+    host: str | None = None
+    message: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    path: str | None = None
+    line_no: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ParseFailure:
+    """A line that could not be turned into an Event; counted and sampled, never fatal."""
+
+    source: str
+    path: str
+    line_no: int
+    text: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """Features of one tumbling window [start, end) of one source."""
+
+    source: str
+    start: datetime
+    end: datetime
+    features: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """A rule's verdict for one evaluation: whether its condition holds right now."""
+
+    rule: str
+    active: bool
+    ts: datetime  # event time the verdict refers to (window end, or the line's time)
+    labels: Mapping[str, str]
+    values: Mapping[str, Any]  # feature values for message templates
+    kind: str = "rule"  # rule | model | ledger
+    line_no: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """An alert changing state (or repeating): what operators are told about."""
+
+    ts: datetime
+    rule: str
+    kind: str  # rule | model | ledger (the "source" key of the jsonl contract)
+    severity: str
+    state: str  # firing | resolved
+    labels: Mapping[str, str]
+    summary: Mapping[str, str]  # language -> rendered text
+    fingerprint: str
+    reason: str  # first notification | repeat interval elapsed | resolved
+    line_no: int | None = None
+    values: Mapping[str, Any] = field(default_factory=dict)
