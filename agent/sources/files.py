@@ -1,0 +1,455 @@
+"""Tail log files matched by glob patterns, surviving rotation and restarts.
+
+A file is tracked by identity (``dev:inode``), not by name, so a renamed file is never read
+twice and a rotated-away file is drained before it is let go.  Positions are exact byte offsets
+just after the last complete line handed out; the daemon stores them (``checkpoints()``) only
+after processing the lines, and hands them back with ``restore()`` after a restart.
+
+Rotation handled (no line lost, none repeated):
+
+* rename (logrotate ``create``): the old identity leaves the glob (or shows up under a new
+  matching name); its open handle is drained to EOF, a dangling last line is returned, and the
+  new file is read from 0.
+* copytruncate: same identity, content replaced.  Detected by ``size < position`` or by the
+  64 bytes before the offset no longer matching (the file may have regrown past the old offset).
+  If the glob also matches the copy, the copy is resumed at the old offset instead of re-read.
+* delete and recreate: like rename; the deleted inode stays readable through our handle.
+"""
+
+from __future__ import annotations
+
+import codecs
+import glob
+import hashlib
+import logging
+import os
+import re
+import stat
+import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from itertools import count, repeat
+
+from agent.types import RawLine
+
+log = logging.getLogger(__name__)
+
+CHUNK = 1 << 20  # bytes per read: large enough to amortise syscalls, small enough to bound memory
+PROBE = 64  # bytes hashed for the head and fingerprint digests
+# Upper bound of encoded bytes per character (utf-8, gb18030): a line of n characters is at most
+# n * 4 bytes, so blocks whose lines are all short can skip the exact byte-length check.
+_MAX_CHAR_BYTES = 4
+_MAGIC = re.compile(r"[*?[]")
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class FileCheckpoint:
+    """Where reading of one file identity stands; stored by the daemon, given back to restore().
+
+    ``head`` is the digest of the first ``min(64, offset)`` bytes and ``fingerprint`` that of the
+    ``min(64, offset)`` bytes just before ``offset``; both are digests of nothing when offset is 0.
+    """
+
+    file_id: str  # "dev:inode": survives renames
+    path: str  # last path the file was seen at
+    offset: int  # byte offset just after the last complete line handed out
+    line_no: int  # lines handed out from this file so far
+    fingerprint: str  # digest of the bytes just before offset (copytruncate detection)
+    head: str  # digest of the first bytes of the file (inode-reuse detection)
+
+
+@dataclass(slots=True)
+class _Tail:
+    """Reading state of one open file identity."""
+
+    file_id: str
+    path: str
+    fd: int
+    size: int = 0  # as of the last fstat; reading stops there
+    grew_at: float = 0.0  # monotonic time the size last changed
+    detached: bool = False  # identity no longer matched by the globs (rotated or deleted)
+    offset: int = 0  # committed: just after the last line handed out
+    read_pos: int = 0  # next byte to read; bytes [offset, read_pos) are held in `pending`
+    pending: bytes = b""  # incomplete last line (only its first max_line_bytes if overlong)
+    overlong: bool = False  # the pending line exceeded max_line_bytes: skipping to its newline
+    line_no: int = 0
+    fp: bytes = b""  # raw bytes [offset - min(64, offset), offset)
+    head: bytes = b""  # raw bytes [0, min(64, offset))
+
+    def rewind(self) -> None:
+        self.offset = self.read_pos = self.line_no = 0
+        self.pending, self.overlong, self.fp, self.head = b"", False, b"", b""
+
+    def seek(self, offset: int, line_no: int) -> None:
+        """Position after a known line boundary; reads the probe bytes back from the file."""
+        self.rewind()
+        self.offset = self.read_pos = offset
+        self.line_no = line_no
+        n = min(PROBE, offset)
+        self.head = os.pread(self.fd, n, 0)
+        self.fp = os.pread(self.fd, n, offset - n)
+
+    def checkpoint(self) -> FileCheckpoint:
+        return FileCheckpoint(self.file_id, self.path, self.offset, self.line_no,
+                              _digest(self.fp), _digest(self.head))
+
+
+def _matches(fd: int, size: int, cp: FileCheckpoint) -> bool:
+    """Whether the open file holds the content `cp` was taken from, up to its offset."""
+    if size < cp.offset:
+        return False
+    n = min(PROBE, cp.offset)
+    return (_digest(os.pread(fd, n, 0)) == cp.head
+            and _digest(os.pread(fd, n, cp.offset - n)) == cp.fingerprint)
+
+
+def _locate(file_id: str, directory: str) -> str | None:
+    """The name `file_id` now has in `directory` (a rotated file keeps its directory)."""
+    dev, _, ino = file_id.partition(":")
+    try:
+        with os.scandir(directory) as entries:
+            for e in entries:
+                if str(e.inode()) == ino and e.is_file(follow_symlinks=False) \
+                        and str(e.stat(follow_symlinks=False).st_dev) == dev:
+                    return e.path
+    except OSError:
+        pass
+    return None
+
+
+class FileSource:
+    """Tails every regular file matched by `patterns` (absolute globs), yielding RawLines.
+
+    `start_at` ("beginning" or "end") applies only to files present on the first poll of a first
+    run that have no checkpoint; files appearing later are always read from the beginning.
+    `rotate_grace` is how long (seconds) a rotated-away file is kept open after it stopped
+    growing, because writers usually add a few lines to the old file before reopening.
+    """
+
+    def __init__(self, name: str, patterns: list[str], *, encoding: str = "utf-8",
+                 start_at: str = "beginning", max_line_bytes: int = 65536,
+                 first_run: bool = True, rotate_grace: float = 1.0) -> None:
+        try:
+            codec = codecs.lookup(encoding)
+        except LookupError:
+            raise ValueError(f"unknown encoding {encoding!r}") from None
+        try:
+            ascii_newline = b"\r\n".decode(codec.name) == "\r\n"
+        except UnicodeDecodeError:
+            ascii_newline = False
+        if not ascii_newline:
+            raise ValueError(f"encoding {encoding!r} is not ASCII-compatible (newline is not "
+                             "the byte 0x0A); lines are split on bytes, so utf-16/utf-32 "
+                             "logs cannot be tailed: convert them or log in utf-8")
+        if start_at not in ("beginning", "end"):
+            raise ValueError(f"start_at must be 'beginning' or 'end', not {start_at!r}")
+        if max_line_bytes < 1:
+            raise ValueError("max_line_bytes must be positive")
+        relative = [p for p in patterns if not os.path.isabs(p)]
+        if relative:
+            raise ValueError(f"file patterns must be absolute: {relative}")
+        self.name = name
+        self.patterns = list(patterns)
+        self._enc = codec.name
+        self._start_at_end = start_at == "end" and first_run
+        self._max = max_line_bytes
+        self._grace = rotate_grace
+        self._tails: dict[str, _Tail] = {}
+        self._restore: dict[str, FileCheckpoint] = {}
+        # Positions of content that was truncated away (copytruncate): a copy of it that the
+        # globs also match resumes there instead of being read again.
+        self._orphans: deque[FileCheckpoint] = deque(maxlen=32)
+        self._polled = False
+        self._warned: set[str] = set()
+        self._stats = dict.fromkeys(
+            ("lines", "truncated", "replaced", "rotations", "truncations", "files"), 0)
+
+    # -- public -------------------------------------------------------------------------------
+
+    def restore(self, checkpoints: Iterable[FileCheckpoint]) -> None:
+        """Resume from stored positions; call before the first poll."""
+        self._restore = {cp.file_id: cp for cp in checkpoints}
+
+    def poll(self, max_lines: int = 20000) -> list[RawLine]:
+        """Return new complete lines (in file order), at most `max_lines`; the next poll continues."""
+        first = not self._polled
+        self._polled = True
+        found = self._scan()
+        for t in self._tails.values():
+            hit = found.pop(t.file_id, None)
+            if hit is None:
+                if not t.detached:
+                    t.detached, t.grew_at = True, time.monotonic()
+                    self._stats["rotations"] += 1
+                    new = _locate(t.file_id, os.path.dirname(t.path))
+                    log.info("%s: %s was %s; draining it", self.name, t.path,
+                             f"renamed to {new}" if new else "deleted or moved away")
+                    t.path = new or t.path
+            elif hit != t.path:
+                if not t.detached:
+                    self._stats["rotations"] += 1
+                log.info("%s: %s is now %s; not reading it again", self.name, t.path, hit)
+                t.path, t.detached = hit, False
+            else:
+                t.detached = False
+        for t in list(self._tails.values()):
+            self._check_truncation(t)
+        # Files with a checkpoint first, so a failed resume can be matched by its copy.
+        for fid, path in sorted(found.items(), key=lambda kv: kv[0] not in self._restore):
+            self._open(fid, path, first)
+        if first:
+            self._restore_rotated()
+        out: list[RawLine] = []
+        order = sorted(self._tails.values(), key=lambda t: not t.detached)
+        for t in order:
+            if len(out) >= max_lines:
+                break
+            try:
+                self._read(t, max_lines - len(out), out)
+            except OSError as e:
+                log.warning("%s: reading %s failed: %s", self.name, t.path, e)
+                continue
+            if t.detached and t.read_pos >= t.size and len(out) < max_lines \
+                    and time.monotonic() - t.grew_at >= self._grace:
+                self._finish(t, out)
+        return out
+
+    def checkpoints(self) -> list[FileCheckpoint]:
+        """Positions after everything poll() has returned, including rotated files still open."""
+        return [t.checkpoint() for t in self._tails.values()]
+
+    def watch_dirs(self) -> set[str]:
+        """Existing directories whose changes may concern this source (for the Waker)."""
+        dirs: set[str] = set()
+        for pattern in self.patterns:
+            parent = os.path.dirname(pattern)
+            dirs.update(glob.glob(parent, recursive=True) if _MAGIC.search(parent) else [parent])
+        dirs.update(os.path.dirname(t.path) for t in self._tails.values())
+        return {d for d in dirs if os.path.isdir(d)}
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Cumulative counters: lines, truncated, replaced, rotations, truncations, files opened."""
+        return dict(self._stats)
+
+    def close(self) -> None:
+        """Close every open file; the source is not usable afterwards."""
+        for t in self._tails.values():
+            os.close(t.fd)
+        self._tails.clear()
+
+    # -- discovery ----------------------------------------------------------------------------
+
+    def _scan(self) -> dict[str, str]:
+        """Identity -> path of every regular file the globs match, oldest (by mtime) first."""
+        hits: dict[str, tuple[float, str]] = {}
+        for pattern in self.patterns:
+            for path in glob.iglob(pattern, recursive=True):
+                try:
+                    st = os.stat(path)
+                except OSError:
+                    continue  # vanished between listing and stat
+                if stat.S_ISREG(st.st_mode):
+                    hits.setdefault(f"{st.st_dev}:{st.st_ino}", (st.st_mtime, path))
+        return {fid: path for fid, (_, path) in sorted(hits.items(), key=lambda kv: kv[1])}
+
+    def _new_tail(self, fid: str, path: str) -> _Tail | None:
+        """Open `path` if it still is identity `fid`; None (after a warning) if it cannot be."""
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as e:
+            if path not in self._warned:
+                self._warned.add(path)
+                log.warning("%s: cannot open %s: %s", self.name, path, e)
+            return None
+        st = os.fstat(fd)
+        if f"{st.st_dev}:{st.st_ino}" != fid:
+            os.close(fd)  # replaced between stat and open: the next poll sees the new one
+            return None
+        return _Tail(fid, path, fd, st.st_size, time.monotonic())
+
+    def _open(self, fid: str, path: str, first: bool) -> None:
+        t = self._new_tail(fid, path)
+        if t is None:
+            return
+        cp = self._restore.pop(fid, None)
+        if cp is not None and _matches(t.fd, t.size, cp):
+            t.seek(cp.offset, cp.line_no)
+        elif cp is not None:
+            self._stats["truncations"] += 1
+            log.info("%s: %s changed while we were down; reading it from the start",
+                     self.name, path)
+            if cp.offset:
+                self._orphans.append(cp)
+        elif first and self._start_at_end:
+            t.seek(self._last_line_end(t.fd, t.size), 0)
+        else:
+            for o in self._orphans:
+                if _matches(t.fd, t.size, o):
+                    # A copy of truncated content: continue where the original was.
+                    self._orphans.remove(o)
+                    t.seek(o.offset, o.line_no)
+                    log.info("%s: %s is a copy of truncated %s; resuming at byte %d",
+                             self.name, path, o.path, o.offset)
+                    break
+        self._track(t)
+
+    def _track(self, t: _Tail) -> None:
+        self._tails[t.file_id] = t
+        self._stats["files"] += 1
+
+    def _last_line_end(self, fd: int, size: int) -> int:
+        """Offset just after the last newline, so a half-written last line is not cut."""
+        start = max(0, size - self._max - 1)
+        nl = os.pread(fd, size - start, start).rfind(b"\n")
+        return start + nl + 1 if nl >= 0 else size
+
+    def _restore_rotated(self) -> None:
+        """Find checkpointed files renamed while we were down (same directory, same inode)."""
+        for cp in self._restore.values():
+            path = _locate(cp.file_id, os.path.dirname(cp.path))
+            t = self._new_tail(cp.file_id, path) if path else None
+            if t is None:
+                continue
+            if _matches(t.fd, t.size, cp):
+                t.seek(cp.offset, cp.line_no)
+                t.detached = True
+                self._track(t)
+                self._stats["rotations"] += 1
+                log.info("%s: %s was rotated to %s while we were down; draining it",
+                         self.name, cp.path, t.path)
+            else:
+                os.close(t.fd)
+        self._restore.clear()
+
+    def _check_truncation(self, t: _Tail) -> None:
+        try:
+            t_size = os.fstat(t.fd).st_size
+            if t_size != t.size:
+                t.size, t.grew_at = t_size, time.monotonic()
+            n = len(t.fp)
+            same = t_size >= t.read_pos and (not n or os.pread(t.fd, n, t.offset - n) == t.fp)
+        except OSError as e:
+            log.warning("%s: cannot check %s: %s", self.name, t.path, e)
+            return
+        if not same:
+            self._stats["truncations"] += 1
+            log.info("%s: %s was truncated (copytruncate?); reading it from the start",
+                     self.name, t.path)
+            if t.offset:
+                self._orphans.append(t.checkpoint())
+            t.rewind()
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def _read(self, t: _Tail, budget: int, out: list[RawLine]) -> None:
+        """Read t up to its known size, appending at most `budget` lines to `out`."""
+        limit = len(out) + budget
+        while len(out) < limit and t.read_pos < t.size:
+            chunk = os.pread(t.fd, min(CHUNK, t.size - t.read_pos), t.read_pos)
+            if not chunk:
+                break
+            start = t.read_pos
+            t.read_pos += len(chunk)
+            if t.overlong:
+                nl = chunk.find(b"\n")
+                if nl < 0:
+                    continue  # still inside the overlong line: drop bytes, keep memory bounded
+                self._emit_pending(t, out)
+                t.offset = start + nl + 1
+                t.fp = chunk[nl + 1 - PROBE:nl + 1] if nl + 1 >= PROBE else os.pread(
+                    t.fd, min(PROBE, t.offset), max(0, t.offset - PROBE))
+                data = chunk[nl + 1:]
+            else:
+                data = t.pending + chunk if t.pending else chunk
+            t.pending = b""
+            self._split(t, data, limit - len(out), out)
+        if len(t.head) < PROBE and t.offset > len(t.head):
+            t.head = os.pread(t.fd, min(PROBE, t.offset), 0)
+
+    def _split(self, t: _Tail, data: bytes, budget: int, out: list[RawLine]) -> None:
+        """Hand out the complete lines of `data` (which starts at t.offset); hold the rest."""
+        last = data.rfind(b"\n")
+        end = last + 1
+        if end:
+            n = data.count(b"\n", 0, end)
+            stop = n > budget
+            if stop:  # cut after the budget-th newline; the next poll re-reads from there
+                n = budget
+                end = len(data) - len(data.split(b"\n", budget)[-1]) if budget else 0
+            if n:
+                self._emit(t, data[:end], n, out)
+                t.offset += end
+                t.fp = data[end - PROBE:end] if end >= PROBE else (t.fp + data[:end])[-PROBE:]
+            if stop:
+                t.read_pos = t.offset
+                return
+        rest = data[end:]
+        if len(rest) > self._max:
+            t.pending, t.overlong = rest[:self._max], True
+        else:
+            t.pending = rest
+
+    def _emit(self, t: _Tail, block: bytes, n: int, out: list[RawLine]) -> None:
+        """Decode `block` (n lines, each ending in newline) in bulk; per line only if needed."""
+        try:
+            text = block.decode(self._enc)
+        except UnicodeDecodeError:
+            text = None
+        if text is not None:
+            if "\r" in text:
+                text = text.replace("\r\n", "\n")
+            texts = text.split("\n")
+            texts.pop()
+            fits = len(block) <= self._max or \
+                max(map(len, texts)) * _MAX_CHAR_BYTES <= self._max
+            if fits and len(texts) == n:
+                out.extend(map(RawLine, repeat(self.name), repeat(t.path),
+                               count(t.line_no + 1), texts))
+                t.line_no += n
+                self._stats["lines"] += n
+                return
+        for raw in block[:-1].split(b"\n"):
+            raw = raw[:-1] if raw.endswith(b"\r") else raw
+            cut = len(raw) > self._max
+            self._add(t, *self._decode(raw[:self._max] if cut else raw, cut), cut, out)
+
+    def _add(self, t: _Tail, text: str, replaced: bool, truncated: bool,
+             out: list[RawLine]) -> None:
+        t.line_no += 1
+        out.append(RawLine(self.name, t.path, t.line_no, text, truncated, replaced))
+        self._stats["lines"] += 1
+        self._stats["truncated"] += truncated
+        self._stats["replaced"] += replaced
+
+    def _decode(self, raw: bytes, prefix: bool = False) -> tuple[str, bool]:
+        """Text and whether bytes were replaced; strict first because it is the fast common
+        case.  A `prefix` (cut at max_line_bytes) drops a character cut in half."""
+        if prefix:
+            try:
+                return codecs.getincrementaldecoder(self._enc)().decode(raw), False
+            except UnicodeDecodeError:
+                return codecs.getincrementaldecoder(self._enc)("replace").decode(raw), True
+        try:
+            return raw.decode(self._enc), False
+        except UnicodeDecodeError:
+            return raw.decode(self._enc, "replace"), True
+
+    def _emit_pending(self, t: _Tail, out: list[RawLine]) -> None:
+        """Hand out the held line as it is (an overlong line's prefix, or a dangling last line)."""
+        raw = t.pending[:-1] if not t.overlong and t.pending.endswith(b"\r") else t.pending
+        self._add(t, *self._decode(raw, t.overlong), t.overlong, out)
+        t.pending, t.overlong = b"", False
+
+    def _finish(self, t: _Tail, out: list[RawLine]) -> None:
+        """Let go of a rotated-away file that is fully read, returning its dangling line."""
+        if t.pending or t.overlong:
+            self._emit_pending(t, out)
+        os.close(t.fd)
+        del self._tails[t.file_id]
+        log.info("%s: finished rotated file %s (%d lines)", self.name, t.path, t.line_no)

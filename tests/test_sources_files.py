@@ -1,0 +1,361 @@
+"""FileSource against real files in tmp_path: appends, rotations, restarts, odd bytes."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+
+import pytest
+
+from agent.sources import files
+from agent.sources.files import FileCheckpoint, FileSource
+
+
+def append(path, data: bytes | str) -> None:
+    with open(path, "ab") as f:
+        f.write(data.encode() if isinstance(data, str) else data)
+
+
+def texts(lines) -> list[str]:
+    return [ln.text for ln in lines]
+
+
+def drain(src: FileSource, max_lines: int = 20000) -> list:
+    out = []
+    while batch := src.poll(max_lines):
+        out += batch
+    return out
+
+
+def test_appended_lines_are_picked_up(tmp_path):
+    log = tmp_path / "upload.log"
+    append(log, "a\nb\n")
+    src = FileSource("up", [str(tmp_path / "*.log")])
+    first = src.poll()
+    assert [(ln.text, ln.line_no, ln.path, ln.source) for ln in first] == [
+        ("a", 1, str(log), "up"), ("b", 2, str(log), "up")]
+    assert src.poll() == []
+    append(log, "c\n")
+    assert [(ln.text, ln.line_no) for ln in src.poll()] == [("c", 3)]
+    assert src.stats["lines"] == 3 and src.stats["files"] == 1
+
+
+def test_file_created_after_start_is_read_from_beginning(tmp_path):
+    logdir = tmp_path / "later"  # does not exist yet: not an error
+    src = FileSource("up", [str(logdir / "upload*.log")], start_at="end")
+    assert src.poll() == [] and src.watch_dirs() == set()
+    logdir.mkdir()
+    append(logdir / "upload-1.log", "first\nsecond\n")
+    append(logdir / "other.txt", "not matched\n")
+    assert texts(src.poll()) == ["first", "second"]
+    assert src.watch_dirs() == {str(logdir)}
+
+
+def test_rename_rotation_loses_no_line(tmp_path):
+    log = tmp_path / "upload.log"
+    src = FileSource("up", [str(log)], rotate_grace=0)
+    with open(log, "a", buffering=1) as writer:
+        writer.write("1\n2\n")
+        assert texts(src.poll()) == ["1", "2"]
+        writer.write("3\n4\n")  # not yet seen when the rotation happens
+        os.rename(log, tmp_path / "upload.log.1")
+        writer.write("5\n")  # the writer has not reopened yet
+    append(log, "6\n7\n")  # logrotate `create`: a new file, new inode
+    lines = src.poll()
+    assert texts(lines) == ["3", "4", "5", "6", "7"]
+    assert [ln.path for ln in lines] == [str(tmp_path / "upload.log.1")] * 3 + [str(log)] * 2
+    assert [ln.line_no for ln in lines] == [3, 4, 5, 1, 2]
+    append(log, "8\n")
+    assert texts(src.poll()) == ["8"]
+    assert src.stats["rotations"] == 1
+    # The drained old file is let go: only the live file is checkpointed.
+    assert [cp.path for cp in src.checkpoints()] == [str(log)]
+
+
+def test_rename_rotation_to_matching_name_is_not_read_again(tmp_path):
+    log = tmp_path / "upload.log"
+    src = FileSource("up", [str(tmp_path / "upload.log*")])
+    append(log, "1\n2\n")
+    assert texts(src.poll()) == ["1", "2"]
+    append(log, "3\n")
+    os.rename(log, tmp_path / "upload.log.1")
+    append(log, "4\n")
+    assert sorted(texts(src.poll())) == ["3", "4"]
+    os.rename(tmp_path / "upload.log.1", tmp_path / "upload.log.2")
+    os.rename(log, tmp_path / "upload.log.1")
+    append(log, "5\n")
+    assert texts(src.poll()) == ["5"]
+    assert texts(src.poll()) == []
+    assert len(src.checkpoints()) == 3
+
+
+def test_writes_to_rotated_file_within_grace_are_read(tmp_path):
+    log = tmp_path / "upload.log"
+    src = FileSource("up", [str(log)], rotate_grace=30)
+    with open(log, "a", buffering=1) as writer:
+        writer.write("1\n")
+        assert texts(src.poll()) == ["1"]
+        os.rename(log, tmp_path / "upload.log.1")
+        append(log, "new\n")
+        assert texts(src.poll()) == ["new"]
+        writer.write("late\n")  # the application reopens its log only a little later
+    assert texts(src.poll()) == ["late"]
+    assert len(src.checkpoints()) == 2  # rotated file still open, so still checkpointed
+
+
+def test_copytruncate_loses_no_line(tmp_path):
+    log = tmp_path / "upload.log"
+    src = FileSource("up", [str(log)])
+    append(log, "".join(f"old line {i}\n" for i in range(10)))
+    assert len(src.poll()) == 10
+    # logrotate copytruncate, then the file regrows past the old offset before the next poll,
+    # so its size alone does not reveal the truncation.
+    shutil.copy(log, tmp_path / "upload.log.1")
+    os.truncate(log, 0)
+    new = [f"new line number {i}" for i in range(20)]
+    append(log, "".join(t + "\n" for t in new))
+    lines = src.poll()
+    assert texts(lines) == new
+    assert [ln.line_no for ln in lines] == list(range(1, 21))
+    assert src.stats["truncations"] == 1
+
+
+def test_copytruncate_with_copy_matching_glob_is_not_read_again(tmp_path):
+    log = tmp_path / "upload.log"
+    src = FileSource("up", [str(tmp_path / "upload.log*")])
+    append(log, "".join(f"old line {i}\n" for i in range(10)))
+    assert len(src.poll()) == 10
+    append(log, "written just before rotation\n")
+    shutil.copy(log, tmp_path / "upload.log.1")
+    os.truncate(log, 0)
+    append(log, "after rotation, long enough to pass the old offset " * 4 + "\n")
+    lines = src.poll()
+    assert sorted(texts(lines)) == sorted(
+        ["written just before rotation", "after rotation, long enough to pass the old offset " * 4])
+    copied = [ln for ln in lines if ln.path.endswith(".1")]
+    assert [ln.line_no for ln in copied] == [11]
+
+
+def test_delete_and_recreate_loses_no_line(tmp_path):
+    log = tmp_path / "upload.log"
+    src = FileSource("up", [str(log)], rotate_grace=0)
+    append(log, "1\n")
+    assert texts(src.poll()) == ["1"]
+    append(log, "2\n")
+    os.unlink(log)
+    append(log, "3\n")
+    assert texts(src.poll()) == ["2", "3"]
+    append(log, "4\n")
+    assert texts(src.poll()) == ["4"]
+    assert len(src.checkpoints()) == 1
+
+
+def test_partial_last_line_is_held_until_completed(tmp_path):
+    log = tmp_path / "upload.log"
+    src = FileSource("up", [str(log)])
+    append(log, "done\nhalf")
+    assert texts(src.poll()) == ["done"]
+    assert src.checkpoints()[0].offset == 5  # not past the unfinished line
+    append(log, " and half")
+    assert src.poll() == []
+    append(log, "\n")
+    lines = src.poll()
+    assert [(ln.text, ln.line_no) for ln in lines] == [("half and half", 2)]
+
+
+def test_dangling_last_line_of_rotated_file_is_returned(tmp_path):
+    log = tmp_path / "upload.log"
+    src = FileSource("up", [str(log)], rotate_grace=0)
+    append(log, "1\nno newline")
+    assert texts(src.poll()) == ["1"]
+    os.rename(log, tmp_path / "old.log.1")
+    assert texts(src.poll()) == ["no newline"]
+    assert src.checkpoints() == []
+
+
+def test_crlf_line_endings_are_stripped(tmp_path):
+    log = tmp_path / "win.log"
+    append(log, "a\r\nb\r\n\r\nc\rd\r\n")
+    src = FileSource("up", [str(log)])
+    assert texts(src.poll()) == ["a", "b", "", "c\rd"]
+
+
+def test_overlong_line_is_truncated_and_next_line_intact(tmp_path):
+    log = tmp_path / "big.log"
+    src = FileSource("up", [str(log)], max_line_bytes=100)
+    append(log, "x" * 250 + "\nnext\n")
+    lines = src.poll()
+    assert [(ln.text, ln.truncated) for ln in lines] == [("x" * 100, True), ("next", False)]
+    # An overlong line that arrives in pieces is held only up to the limit, then cut once.
+    append(log, "y" * 150)
+    assert src.poll() == []
+    append(log, "y" * 150 + "\nafter\n")
+    lines = src.poll()
+    assert [(ln.text, ln.truncated, ln.line_no) for ln in lines] == [
+        ("y" * 100, True, 3), ("after", False, 4)]
+    assert src.stats["truncated"] == 2
+
+
+def test_overlong_line_cut_inside_a_character_is_not_counted_as_replaced(tmp_path):
+    log = tmp_path / "big.log"
+    src = FileSource("up", [str(log)], max_line_bytes=10)
+    append(log, "发票" * 10 + "\n")  # 3 bytes per character: byte 10 is mid-character
+    [line] = src.poll()
+    assert (line.text, line.truncated, line.replaced) == ("发票发", True, False)
+
+
+@pytest.mark.parametrize("encoding", ["gbk", "gb18030"])
+def test_chinese_legacy_encodings_are_decoded(tmp_path, encoding):
+    log = tmp_path / "cn.log"
+    lines = ["上传发票 invoice_no=044001 状态=失败", "税号 91440300MA5", "空格\\n结尾"]
+    append(log, "".join(t + "\r\n" for t in lines).encode(encoding))
+    src = FileSource("up", [str(log)], encoding=encoding)
+    got = src.poll()
+    assert texts(got) == lines
+    assert not any(ln.replaced for ln in got)
+
+
+def test_invalid_bytes_are_replaced_and_counted(tmp_path):
+    log = tmp_path / "bad.log"
+    append(log, b"good\nbad \xff\xfe byte\nalso good\n")
+    src = FileSource("up", [str(log)])
+    lines = src.poll()
+    assert [(ln.text, ln.replaced) for ln in lines] == [
+        ("good", False), ("bad \ufffd\ufffd byte", True), ("also good", False)]
+    assert src.stats["replaced"] == 1
+
+
+def test_restart_from_checkpoints_continues_exactly(tmp_path):
+    log = tmp_path / "upload.log"
+    append(log, "1\n2\n3\n")
+    src = FileSource("up", [str(log)])
+    assert texts(src.poll()) == ["1", "2", "3"]
+    stored = src.checkpoints()  # the daemon commits after processing
+    append(log, "4\n5 part")
+    assert texts(src.poll()) == ["4"]  # processed, but the process dies before committing
+    src.close()
+    append(log, "ial\n6\n")
+    again = FileSource("up", [str(log)], start_at="end", first_run=False)
+    again.restore(stored)
+    lines = again.poll()
+    assert [(ln.text, ln.line_no) for ln in lines] == [("4", 4), ("5 partial", 5), ("6", 6)]
+
+
+def test_restart_after_rotation_while_down_drains_old_file_first(tmp_path):
+    log = tmp_path / "upload.log"
+    append(log, "1\n")
+    src = FileSource("up", [str(log)])
+    src.poll()
+    stored = src.checkpoints()
+    src.close()
+    append(log, "2\n")  # written while the agent was down, then rotated away
+    os.rename(log, tmp_path / "upload.log.1")
+    append(log, "new\n")
+    again = FileSource("up", [str(log)], first_run=False, rotate_grace=0)
+    again.restore(stored)
+    lines = again.poll()
+    assert [(ln.text, ln.path) for ln in lines] == [
+        ("2", str(tmp_path / "upload.log.1")), ("new", str(log))]
+    assert [cp.path for cp in again.checkpoints()] == [str(log)]
+
+
+def test_restart_after_file_was_replaced_reads_it_from_start(tmp_path):
+    log = tmp_path / "upload.log"
+    append(log, "old 1\nold 2\n")
+    src = FileSource("up", [str(log)])
+    src.poll()
+    stored = src.checkpoints()
+    src.close()
+    with open(log, "wb") as f:  # same inode, new content longer than the old offset
+        f.write(b"fresh content line one\nfresh two\n")
+    again = FileSource("up", [str(log)], first_run=False)
+    again.restore(stored)
+    assert texts(again.poll()) == ["fresh content line one", "fresh two"]
+
+
+def test_restart_after_copytruncate_while_down_reads_only_the_unread_part_of_the_copy(tmp_path):
+    log = tmp_path / "upload.log"
+    append(log, "".join(f"old line {i}\n" for i in range(10)))
+    src = FileSource("up", [str(tmp_path / "upload.log*")])
+    src.poll()
+    stored = src.checkpoints()
+    src.close()
+    append(log, "unread old line\n")
+    shutil.copy(log, tmp_path / "upload.log.1")
+    with open(log, "wb") as f:
+        f.write(b"new content that is longer than the old offset ever was " * 4 + b"\n")
+    again = FileSource("up", [str(tmp_path / "upload.log*")], first_run=False)
+    again.restore(stored)
+    assert sorted(texts(again.poll())) == [
+        "new content that is longer than the old offset ever was " * 4, "unread old line"]
+
+
+def test_start_at_end_skips_existing_content_but_reads_appends(tmp_path):
+    log = tmp_path / "upload.log"
+    append(log, "history 1\nhistory 2\nhalf-writ")
+    src = FileSource("up", [str(tmp_path / "*.log")], start_at="end")
+    assert src.poll() == []
+    append(log, "ten\nlive\n")
+    append(tmp_path / "new.log", "from the start\n")
+    assert sorted(texts(src.poll())) == ["from the start", "half-written", "live"]
+
+
+def test_start_at_end_does_not_apply_after_first_run(tmp_path):
+    append(tmp_path / "upload.log", "appeared while we were down\n")
+    src = FileSource("up", [str(tmp_path / "*.log")], start_at="end", first_run=False)
+    assert texts(src.poll()) == ["appeared while we were down"]
+
+
+def test_one_poll_is_bounded_and_the_next_continues(tmp_path):
+    log = tmp_path / "huge.log"
+    append(log, "".join(f"{i}\n" for i in range(50_000)))
+    src = FileSource("up", [str(log)])
+    first = src.poll(max_lines=1000)
+    assert len(first) == 1000
+    assert src.checkpoints()[0].line_no == 1000
+    rest = drain(src, 7777)
+    assert texts(first + rest) == [str(i) for i in range(50_000)]
+
+
+def test_random_writes_and_chunk_edges_give_every_line_once(tmp_path, monkeypatch):
+    # Tiny reads put chunk boundaries everywhere: inside CRLF, inside overlong lines.
+    monkeypatch.setattr(files, "CHUNK", 7)
+    rng = random.Random(7)
+    log = tmp_path / "fuzz.log"
+    src = FileSource("up", [str(log)], max_line_bytes=20)
+    expected, data = [], b""
+    for i in range(400):
+        body = f"{i}:" + "z" * rng.choice([0, 3, 15, 18, 30, 60])
+        expected.append((body[:20], len(body) > 20))
+        data += body.encode() + rng.choice([b"\n", b"\r\n"])
+    got, pos = [], 0
+    while pos < len(data):
+        step = rng.randint(1, 40)
+        append(log, data[pos:pos + step])
+        pos += step
+        got += src.poll(max_lines=rng.randint(1, 5))
+    got += drain(src, 3)
+    assert [(ln.text, ln.truncated) for ln in got] == expected
+    assert [ln.line_no for ln in got] == list(range(1, 401))
+
+
+def test_checkpoints_restore_mid_stream_at_any_point(tmp_path):
+    log = tmp_path / "upload.log"
+    append(log, "".join(f"line {i}\n" for i in range(300)))
+    seen: list[str] = []
+    stored: list[FileCheckpoint] = []
+    for _ in range(6):  # a restart after every batch of 50
+        src = FileSource("up", [str(log)], first_run=not stored)
+        src.restore(stored)
+        seen += texts(src.poll(max_lines=50))
+        stored = src.checkpoints()
+        src.close()
+    assert seen == [f"line {i}" for i in range(300)]
+
+
+def test_utf16_is_refused_with_a_reason():
+    with pytest.raises(ValueError, match="utf-16"):
+        FileSource("up", ["/var/log/x.log"], encoding="utf-16")
+    with pytest.raises(ValueError, match="absolute"):
+        FileSource("up", ["relative/*.log"])
