@@ -105,7 +105,7 @@ class Daemon:
         self.waker = Waker(sorted(dirs))
         self.waker.start()
         log.info("running: %d sources, %d rules, notify %s", len(self.sources), len(self.rules),
-                 "to %d targets" % len(self.sender._services) if self.sender else "to console")
+                 "to %d targets" % len(self.sender.targets) if self.sender else "to console")
 
     def _teardown_sources(self) -> None:
         self.waker.stop()
