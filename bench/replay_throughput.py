@@ -1,0 +1,79 @@
+"""Replay throughput against a bare Python read-and-parse loop measured in the same run.
+
+    python bench/replay_throughput.py [--lines 1000000] [--keep FILE]
+
+Writes an upload log with the simulator, then times (best of --repeat):
+  baseline: open, split lines, json.loads, datetime.fromisoformat, nothing else
+  replay:   `invoice-agent replay` in-process (tail reader, parser, windows, rules, alerts)
+and prints lines/s of each and the ratio replay/baseline. Ratios, not seconds, are what to
+compare across machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+from agent.daemon import load_all
+from agent.demo import prepare
+from agent.replay import match_files, replay
+from agent.simulator import write_upload_lines
+
+
+def baseline(path: Path) -> int:
+    n = 0
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            try:
+                obj = json.loads(line)
+                datetime.fromisoformat(obj["time"])
+            except (ValueError, KeyError, TypeError):
+                pass
+            n += 1
+    return n
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--lines", type=int, default=1_000_000)
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="ia-bench-"))
+    try:
+        config, _ = prepare(work)  # the shipped demo config and rules
+        log = config.parent / "logs" / "upload.log"
+        t = time.perf_counter()
+        write_upload_lines(log, args.lines)
+        print(f"wrote {args.lines:,} lines ({log.stat().st_size / 1e6:.0f} MB) in "
+              f"{time.perf_counter() - t:.1f}s", file=sys.stderr)
+        loaded, rules = load_all(config)
+        pairs = match_files(loaded, [str(log)])
+        best_base = best_replay = float("inf")
+        alerts = 0
+        for _ in range(args.repeat):
+            t = time.perf_counter()
+            n = baseline(log)
+            best_base = min(best_base, time.perf_counter() - t)
+            t = time.perf_counter()
+            res = replay(loaded, rules, pairs)
+            best_replay = min(best_replay, time.perf_counter() - t)
+            alerts = res.fired
+            assert res.lines == n == args.lines, (res.lines, n)
+        base_rate, replay_rate = n / best_base, n / best_replay
+        print(f"lines {n:,}  alerts {alerts}")
+        print(f"baseline (read + json.loads + fromisoformat): {base_rate:12,.0f} lines/s")
+        print(f"replay (full pipeline):                       {replay_rate:12,.0f} lines/s")
+        print(f"ratio replay/baseline: {replay_rate / base_rate:.2f}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
