@@ -1,0 +1,200 @@
+"""The part every format shares: mapping a record (log key -> value) onto an Event.
+
+A format's parser only turns the line's text into such a record; field mapping, value words,
+type conversion, timestamps and the never-raise guarantee live here, planned once at build time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from agent.parse.spec import READABLE_FIELDS, ParseSpec
+from agent.parse.timestamps import TimestampError, TimestampReader, load_zone
+from agent.parse.values import CONVERTERS, plain, word
+from agent.types import Event, ParseFailure, RawLine
+
+__all__ = ["Parser"]
+
+# A failure keeps a sample of the line for operators; a 1 MB garbage line must not be kept whole.
+FAILURE_TEXT_CHARS = 2000
+
+
+class _Step(NamedTuple):
+    """How one canonical field is read, decided at build time."""
+
+    canonical: str
+    key: str  # the log's key or group name
+    path: tuple[str, ...] | None  # the key split at dots, when it has any
+    words: Mapping[str, str] | None  # value words exactly as configured
+    folded: Mapping[str, str] | None  # the same, case-folded, for a second try
+    convert: Callable[[Any], Any]
+
+
+_OTHER: Any = object()  # marks a record key no field reads: it goes to `extra`
+
+
+def _walk(record: Mapping[str, Any], path: tuple[str, ...]) -> Any:
+    value: Any = record
+    for key in path:
+        if type(value) is not dict:
+            return None
+        value = value.get(key)
+    return value
+
+
+class Parser:
+    """Turns RawLines of one source into Events; ``parse`` never raises.
+
+    Subclasses implement ``_record(text)``, returning a mapping of log keys to values or a
+    string saying why the line is unusable.
+    """
+
+    default_event: str | None = None
+    """Event kind when neither the line nor the spec names one."""
+
+    def __init__(self, spec: ParseSpec, clock: Callable[[], datetime] | None = None) -> None:
+        self.spec = spec
+        self._check_names(spec)
+        self._times = TimestampReader(
+            load_zone(spec.timezone), spec.timestamp_format, spec.max_future, clock
+        )
+        self._name = spec.name
+        self._event = spec.event or self.default_event
+        self._ts_key = spec.fields.get("ts", "ts")
+        self._ts_path = self._path(self._ts_key)
+        # One pass over the record's own keys (a dict lookup each) beats probing the record
+        # for all eleven fields; None marks keys that are consumed but read elsewhere.
+        by_key: dict[str, _Step | None] = {self._ts_key: None}
+        lookups: list[_Step] = []  # dotted paths, and keys read into two fields
+        for canonical in READABLE_FIELDS[1:]:
+            key = spec.fields.get(canonical, canonical)
+            # YAML turns some words into booleans or numbers (yes, 0): compare their text.
+            words = {word(k): v for k, v in spec.values.get(canonical, {}).items()} or None
+            folded = {k.casefold(): v for k, v in words.items()} if words else None
+            step = _Step(canonical, key, self._path(key), words, folded, CONVERTERS[canonical])
+            if step.path is None and key not in by_key:
+                by_key[key] = step
+            else:
+                lookups.append(step)
+                by_key.setdefault(key, None)
+        self._by_key = by_key
+        self._lookups = tuple(lookups)
+
+    @staticmethod
+    def _check_names(spec: ParseSpec) -> None:
+        for what, names in (("fields", spec.fields), ("values", spec.values)):
+            unknown = sorted(set(names) - set(READABLE_FIELDS))
+            if unknown:
+                raise ValueError(
+                    f"{what}: unknown event field(s) {', '.join(map(repr, unknown))}; "
+                    f"expected some of {', '.join(READABLE_FIELDS)}"
+                )
+        for canonical, key in spec.fields.items():
+            if not isinstance(key, str) or not key:
+                raise ValueError(f"fields.{canonical}: expected a non-empty key name")
+        if "ts" in spec.values:
+            raise ValueError("values.ts: timestamps cannot be mapped by words")
+
+    def _path(self, key: str) -> tuple[str, ...] | None:
+        """Dotted keys may reach into nested JSON objects (only JSON records nest)."""
+        return tuple(key.split(".")) if "." in key else None
+
+    def _record(self, text: str) -> Mapping[str, Any] | str:
+        raise NotImplementedError
+
+    def parse(self, raw: RawLine) -> Event | ParseFailure:
+        """Return the line's Event, or a ParseFailure saying why there is none."""
+        try:
+            text = raw.text
+            if text[:1] == "\ufeff":  # a byte-order mark on a file's first line
+                text = text[1:]
+            record = self._record(text)
+            if type(record) is str:
+                return self._failure(raw, record)
+            return self._build(raw, record)  # type: ignore[arg-type]
+        except Exception as exc:  # noqa: BLE001 - bad input must never stop ingestion
+            return self._failure(raw, f"parser error: {type(exc).__name__}: {exc}")
+
+    def _failure(self, raw: RawLine, reason: str) -> ParseFailure:
+        if raw.truncated:
+            reason = f"{reason}; the line was truncated"
+        text = raw.text
+        if len(text) > FAILURE_TEXT_CHARS:
+            text = text[:FAILURE_TEXT_CHARS] + "..."
+        return ParseFailure(raw.source, raw.path, raw.line_no, text, reason)
+
+    def _build(self, raw: RawLine, record: Mapping[str, Any]) -> Event | ParseFailure:
+        value = record.get(self._ts_key)
+        if value is None and self._ts_path is not None:
+            value = _walk(record, self._ts_path)
+        if value is None:
+            return self._failure(raw, f"no timestamp (no {self._ts_key!r} field)")
+        try:
+            ts = self._times.read(value)
+        except TimestampError as exc:
+            return self._failure(raw, str(exc))
+
+        found: dict[str, Any] = {}
+        extra: dict[str, Any] = {}
+        by_key = self._by_key
+        for key, value in record.items():
+            if value is None:
+                continue
+            step = by_key.get(key, _OTHER)
+            if step is None:
+                continue
+            if step is _OTHER:
+                extra[key] = value if type(value) is str else plain(value)
+                continue
+            canonical, _, _, words, folded, convert = step  # type: ignore[misc]
+            if words is not None:
+                value = _map_word(value, words, folded)
+            try:
+                value = convert(value)
+            except (ValueError, ArithmeticError):
+                # Keep what the log said where operators can see it; the line is still useful.
+                extra[key] = plain(value)
+                continue
+            if value is not None:
+                found[canonical] = value
+        if self._lookups:
+            self._look_up(record, found, extra)
+        if self._event is not None and "event" not in found:
+            found["event"] = self._event
+        if raw.truncated:
+            extra["truncated"] = True
+        if raw.replaced:
+            extra["replaced"] = True
+        return Event(
+            ts=ts, source=self._name, extra=extra, path=raw.path, line_no=raw.line_no, **found
+        )
+
+    def _look_up(
+        self, record: Mapping[str, Any], found: dict[str, Any], extra: dict[str, Any]
+    ) -> None:
+        """Fields the single pass cannot see: dotted paths and keys shared by two fields."""
+        for canonical, key, path, words, folded, convert in self._lookups:
+            value = record.get(key)
+            if value is None and path is not None:
+                value = _walk(record, path)
+            if value is None:
+                continue
+            if words is not None:
+                value = _map_word(value, words, folded)
+            try:
+                value = convert(value)
+            except (ValueError, ArithmeticError):
+                extra[key] = plain(value)
+                continue
+            if value is not None:
+                found[canonical] = value
+
+
+def _map_word(value: Any, words: Mapping[str, str], folded: Mapping[str, str] | None) -> Any:
+    spelled = value if type(value) is str else word(value)
+    mapped = words.get(spelled)
+    if mapped is None and folded is not None:
+        mapped = folded.get(spelled.strip().casefold())
+    return value if mapped is None else mapped

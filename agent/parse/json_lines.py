@@ -1,0 +1,57 @@
+"""JSON lines: one object per line, fields picked by key (dotted keys reach into objects)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+from agent.parse.base import Parser
+
+__all__ = ["JsonParser"]
+
+_JSON_TYPES = {
+    list: "list",
+    str: "string",
+    int: "number",
+    float: "number",
+    Decimal: "number",
+    bool: "boolean",
+    type(None): "null",
+}
+
+# Decimal keeps "amount": 1234.50 as 1234.50 (a float would print 1234.5). It is only called
+# for numbers with a fraction or exponent, costing ~0.1 us each (measured); strict=False accepts
+# raw tabs and control characters inside strings, which real logs contain.
+_DECODER = json.JSONDecoder(parse_float=Decimal, strict=False)
+_DECODE = _DECODER.decode
+# The C scanner behind decode(), minus decode()'s Python-level whitespace handling (~0.3 us).
+_SCAN = _DECODER.scan_once
+
+
+class JsonParser(Parser):
+    """Reads lines like ``{"time": "2026-11-02 09:00:03", "fphm": "2431...", "cost": 230}``."""
+
+    def _record(self, text: str) -> Mapping[str, Any] | str:
+        if text[:1] == "{":
+            try:
+                record, end = _SCAN(text, 0)
+            except (ValueError, StopIteration, RecursionError):
+                pass  # decode() below says precisely what is wrong
+            else:
+                if end == len(text) or text[end:].isspace():
+                    return record
+        try:
+            record = _DECODE(text)
+        except json.JSONDecodeError as exc:
+            if not text.strip():
+                return "not JSON: empty line"
+            return f"not JSON: {exc.msg.removesuffix(' at')} at column {exc.colno}"
+        except RecursionError:
+            return "not JSON: nested too deeply"
+        except ValueError as exc:  # e.g. an integer with more than 4300 digits
+            return f"not JSON: {exc}"
+        if type(record) is not dict:
+            return f"JSON is not an object (got {_JSON_TYPES.get(type(record), 'other')})"
+        return record
