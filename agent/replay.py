@@ -102,8 +102,14 @@ def replay(loaded: LoadedConfig, rules: list[Rule], pairs: list[tuple[SourceConf
             if on_transition is not None:
                 on_transition(tr)
 
-    merged = heapq.merge(*(_events(engine, s, p) for s, p in pairs), key=lambda x: x[0])
+    streams = [_events(engine, s, p) for s, p in pairs]
+    # one file is already in its own order; several are merged by event time
+    if len(streams) == 1:
+        merged = streams[0]
+    else:
+        merged = heapq.merge(*streams, key=lambda x: x[0])  # empty when no stream
     last_ts = None
+    lateness = loaded.config.lateness.total_seconds()
     for ts, _seq, r in merged:
         if isinstance(r, ParseFailure):
             continue
@@ -113,7 +119,10 @@ def replay(loaded: LoadedConfig, rules: list[Rule], pairs: list[tuple[SourceConf
         t = ts.timestamp()
         if due is None or t >= due:
             emit(engine.advance(ts))
-            due = t - t % step + step  # re-check once the next window boundary is crossed
+            # the next window can close at its end + lateness; an end computed from `t`
+            # alone would skip one when `t` falls within the lateness after a boundary
+            open_from = t - lateness
+            due = open_from - open_from % step + step + lateness
     if last_ts is not None:
         # the end of the files: let every window that holds data close
         end = last_ts + loaded.config.window + loaded.config.lateness

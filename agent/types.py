@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Mapping
+from types import MappingProxyType
+from typing import Any, Mapping, NamedTuple
 
 SEVERITIES = ("info", "warning", "critical")
 
@@ -25,9 +26,12 @@ class RawLine:
     replaced: bool = False  # had undecodable bytes, replaced with U+FFFD
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
-    """The canonical event every parser produces (see DESIGN.md)."""
+class Event(NamedTuple):
+    """The canonical event every parser produces (see DESIGN.md).
+
+    A NamedTuple rather than a frozen dataclass: equally immutable, and built about three
+    times faster, which matters once per log line.
+    """
 
     ts: datetime  # timezone-aware
     source: str
@@ -42,7 +46,7 @@ class Event:
     level: str | None = None
     host: str | None = None
     message: str | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    extra: Mapping[str, Any] = MappingProxyType({})
     path: str | None = None
     line_no: int | None = None
 

@@ -402,7 +402,7 @@ def event_as_dict(result: Event | ParseFailure) -> dict[str, Any]:
     if isinstance(result, ParseFailure):
         return {"line": result.line_no, "failure": result.reason}
     out: dict[str, Any] = {"line": result.line_no, "ts": result.ts.isoformat()}
-    for name in Event.__slots__:
+    for name in Event._fields:
         value = getattr(result, name)
         if name not in ("ts", "path", "line_no") and value not in (None, {}):
             out[name] = dict(value) if name == "extra" else value
