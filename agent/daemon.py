@@ -225,9 +225,15 @@ class Daemon:
                 log.warning("delivery of alert #%d failed (attempt %d, retry in %.0fs): %s",
                             res.id, attempts, delay, d.detail)
         busy = self.worker.in_flight()
-        for row in self.store.due_outbox(now, exclude=busy):
-            self.worker.submit(OutboxItem(row["id"], row["severity"], row["title"], row["body"],
-                                          row["attempts"]))
+        waiting: set[str] = set()
+        for row in self.store.pending_outbox():
+            # one alert's messages go out in order: a "resolved" never overtakes its "firing"
+            if row["fingerprint"] in waiting:
+                continue
+            waiting.add(row["fingerprint"])
+            if row["id"] not in busy and row["next_attempt"] <= now:
+                self.worker.submit(OutboxItem(row["id"], row["severity"], row["title"],
+                                              row["body"], row["attempts"]))
 
     # -- reload and stop ---------------------------------------------------------------------
     def reload(self) -> bool:

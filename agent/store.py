@@ -177,15 +177,10 @@ class Store:
         return cur.rowcount
 
     # -- outbox ------------------------------------------------------------------------------
-    def due_outbox(self, now: float, exclude: Iterable[int] = (), limit: int = 50) -> list[dict]:
-        ex = list(exclude)
-        sql = "SELECT * FROM outbox WHERE status = 'pending' AND next_attempt <= ?"
-        if ex:
-            sql += f" AND id NOT IN ({','.join('?' * len(ex))})"
-        sql += " ORDER BY id LIMIT ?"
-        cur = self.db.execute(sql, [now, *ex, limit])
-        cols = [c[0] for c in cur.description]
-        return [dict(zip(cols, row)) for row in cur.fetchall()]
+    def pending_outbox(self, limit: int = 500) -> list[dict[str, Any]]:
+        """Undelivered notifications, oldest first."""
+        return list(self.db["outbox"].rows_where("status = 'pending'", order_by="id",
+                                                 limit=limit))
 
     def outbox_delivered(self, item_id: int) -> None:
         with self.db.atomic():

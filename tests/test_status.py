@@ -64,7 +64,8 @@ def test_notify_test_reports_each_target_and_fails_on_a_dead_one(tmp_path, recei
 
 
 def _later(daemon: Daemon):
-    marks = daemon.engine.watermarks.values()
-    return max(marks) + daemon.loaded.config.window * 2
+    # just past the close of the events' window, not of the next (empty) one
+    cfg = daemon.loaded.config
+    return max(daemon.engine.watermarks.values()) + cfg.window + cfg.lateness
 
 
