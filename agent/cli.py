@@ -29,10 +29,22 @@ def _print_problems(exc: FileProblems) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from agent.daemon import load_all
+    from agent.config import load_config
+    from agent.detect.loader import load_rules
 
-    loaded, rules = load_all(args.config)
-    loaded.notify_urls()  # ${ENV} secrets must resolve too
+    loaded = load_config(args.config)  # rules are checked against its sources: it comes first
+    problems = []
+    rules = []
+    try:
+        rules = load_rules(loaded.rule_globs(), [s.name for s in loaded.config.sources])
+    except FileProblems as exc:
+        problems += exc.problems
+    try:
+        loaded.notify_urls()  # ${ENV} secrets must resolve too
+    except FileProblems as exc:
+        problems += exc.problems
+    if problems:
+        raise FileProblems(problems)
     print(f"ok: {args.config}: {len(loaded.config.sources)} source(s), {len(rules)} rule(s)")
     for r in rules:
         print(f"  rule {r.name} ({r.config.type}, {r.severity})")
@@ -153,7 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "syslog) with an outage, a latency degradation and an error "
                                    "burst, run the real pipeline over it and print the alerts.")
     p.add_argument("--dir", help="where to write the demo files (default: a temporary folder)")
-    p.add_argument("--language", choices=["zh", "en"], default="zh")
+    p.add_argument("--language", choices=["zh", "en"], default="zh",
+                   help="language of the alerts and the summary (default zh)")
     p.add_argument("--seed", type=int, default=7, help="simulator seed")
     p.set_defaults(func=cmd_demo)
 

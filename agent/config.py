@@ -176,11 +176,18 @@ class AgentConfig(_Model):
 class LoadedConfig:
     """A validated config plus where it came from; paths already absolute."""
 
-    def __init__(self, config: AgentConfig, path: Path, files: list[str]):
+    def __init__(self, config: AgentConfig, path: Path, files: list[str],
+                 docs: list[YamlDoc] | None = None):
         self.config = config
         self.path = path
         self.base = path.parent
         self.files = files
+        self._docs = docs or []
+
+    def where(self, loc: tuple[Any, ...]) -> tuple[str, int | None]:
+        """The file (and line) that set the key path `loc`: the last layer holding it."""
+        doc = _doc_for(self._docs, loc)
+        return (doc.path, doc.line_of(loc)) if doc is not None else (str(self.path), None)
 
     def resolve(self, p: str) -> str:
         return str(self.base / os.path.expanduser(p))
@@ -204,8 +211,9 @@ class LoadedConfig:
             raw = u if isinstance(u, str) else u.url
             missing = [v for v in _ENV.findall(raw) if v not in os.environ]
             if missing:
-                problems.append(Problem(str(self.path), f"notify.urls.{i}",
-                                        f"environment variable {missing[0]} is not set"))
+                file, line = self.where(("notify", "urls", i))
+                problems.append(Problem(file, f"notify.urls.{i}",
+                                        f"environment variable {missing[0]} is not set", line))
                 continue
             url = _ENV.sub(lambda m: os.environ[m.group(1)], raw)
             out.append(url if isinstance(u, str) else {"url": url, "tags": list(u.tags)})
@@ -214,8 +222,9 @@ class LoadedConfig:
             try:
                 lines = Path(f).read_text(encoding="utf-8").splitlines()
             except OSError as exc:
-                problems.append(Problem(str(self.path), "notify.urls_file",
-                                        f"cannot read {f}: {exc.strerror or exc}"))
+                file, line = self.where(("notify", "urls_file"))
+                problems.append(Problem(file, "notify.urls_file",
+                                        f"cannot read {f}: {exc.strerror or exc}", line))
             else:
                 out.extend(s.strip() for s in lines if s.strip() and not s.startswith("#"))
         if problems:
@@ -268,14 +277,30 @@ def load_config(path: str | Path) -> LoadedConfig:
     except ValidationError as exc:
         for err in exc.errors():
             loc = tuple(p for p in err["loc"] if not _is_union_tag(p))
-            doc = next((d for d in reversed(docs) if d.has(loc[:-1] or loc)), docs[0])
+            doc = _doc_for(docs, loc) or docs[0]
             problems.append(Problem(doc.path, dotted(loc), _message(err), doc.line_of(loc)))
+        # a missing log folder is worth reporting alongside the schema problems
+        problems += _check_paths(path.parent, merged.get("sources"), docs)
         raise FileProblems(problems) from None
-    loaded = LoadedConfig(config, path, [d.path for d in docs])
-    problems += _check_paths(loaded, docs[0])
+    loaded = LoadedConfig(config, path, [d.path for d in docs], docs)
+    problems += _check_paths(path.parent, [s.model_dump() for s in config.sources], docs)
+    problems += _check_rule_files(loaded, docs)
     if problems:
         raise FileProblems(problems)
     return loaded
+
+
+def _doc_for(docs: list[YamlDoc], loc: tuple[Any, ...]) -> YamlDoc | None:
+    """The layer a key path came from: the last one holding the longest prefix of it.
+
+    The full path first (a bad value, an unknown key); then shorter prefixes (a required key
+    missing from the mapping that a layer did set).
+    """
+    for n in range(len(loc), 0, -1):
+        for d in reversed(docs):
+            if d.has(loc[:n]):
+                return d
+    return None
 
 
 def _is_union_tag(part: Any) -> bool:
@@ -297,16 +322,40 @@ def _message(err: dict[str, Any]) -> str:
     return msg
 
 
-def _check_paths(loaded: LoadedConfig, doc: YamlDoc) -> list[Problem]:
+def _check_paths(base: Path, sources: Any, docs: list[YamlDoc]) -> list[Problem]:
     """A log folder that does not exist is almost always a typo: say so at load."""
-    problems = []
-    for i, src in enumerate(loaded.config.sources):
-        for j, pattern in enumerate(loaded.source_globs(src)):
-            folder = Path(pattern).parent
+    problems: list[Problem] = []
+    if not isinstance(sources, list):
+        return problems
+    for i, src in enumerate(sources):
+        paths = src.get("paths") if isinstance(src, dict) else None
+        if not isinstance(paths, list):
+            continue
+        for j, pattern in enumerate(paths):
+            if not isinstance(pattern, str):
+                continue
+            folder = Path(str(base / os.path.expanduser(pattern))).parent
             if any(ch in str(folder) for ch in "*?["):
                 continue
             if not folder.is_dir():
-                problems.append(Problem(doc.path, f"sources.{i}.paths.{j}",
+                loc = ("sources", i, "paths", j)
+                doc = _doc_for(docs, loc) or docs[0]
+                problems.append(Problem(doc.path, dotted(loc),
                                         f"log folder {folder} does not exist",
-                                        doc.line_of(("sources", i, "paths", j))))
+                                        doc.line_of(loc)))
+    return problems
+
+
+def _check_rule_files(loaded: LoadedConfig, docs: list[YamlDoc]) -> list[Problem]:
+    """A rules entry naming one file (no wildcard) that is not there would load no rule at all,
+    silently; a glob matching nothing is fine (an empty rules.d)."""
+    problems = []
+    pairs = zip(loaded.config.rules, loaded.rule_globs(), strict=True)
+    for i, (pattern, resolved) in enumerate(pairs):
+        if any(ch in pattern for ch in "*?[") or Path(resolved).is_file():
+            continue
+        loc = ("rules", i)
+        doc = _doc_for(docs, loc) or docs[0]
+        problems.append(Problem(doc.path, dotted(loc), f"rules file {resolved} not found",
+                                doc.line_of(loc)))
     return problems

@@ -27,7 +27,8 @@ def collect(config_path: str) -> dict[str, Any]:
     if not Path(db_path).is_file():
         out["note"] = "no state yet: the agent has not run with this config"
         return out
-    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    # as_uri() escapes '#', '?' and '%' that a plain "file:" URI would misread
+    conn = sqlite3.connect(f"{Path(db_path).absolute().as_uri()}?mode=ro", uri=True)
     conn.row_factory = sqlite3.Row
     try:
         for r in conn.execute("SELECT * FROM file_offsets ORDER BY source, path"):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import yaml
 
@@ -84,9 +84,10 @@ def read_yaml(path: str | Path) -> YamlDoc:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
-        raise FileProblems([Problem(path, "", f"cannot read file: {exc.strerror or exc}")])
+        raise FileProblems(
+            [Problem(path, "", f"cannot read file: {exc.strerror or exc}")]) from None
     except UnicodeDecodeError as exc:
-        raise FileProblems([Problem(path, "", f"file is not UTF-8: {exc}")])
+        raise FileProblems([Problem(path, "", f"file is not UTF-8: {exc}")]) from None
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -94,8 +95,33 @@ def read_yaml(path: str | Path) -> YamlDoc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         reason = getattr(exc, "problem", None) or str(exc)
-        raise FileProblems([Problem(path, "", f"YAML syntax error: {reason}", line)])
+        raise FileProblems([Problem(path, "", f"YAML syntax error: {reason}", line)]) from None
+    dupes = list(_duplicate_keys(node, ()))
+    if dupes:
+        # PyYAML keeps the last silently; the operator meant one of them, we cannot tell which
+        raise FileProblems([Problem(path, dotted(loc), f"key given twice (first on line {first})",
+                                    line) for loc, first, line in dupes])
     return YamlDoc(path, data, node)
+
+
+def _duplicate_keys(node: yaml.Node | None, loc: tuple[Any, ...]
+                    ) -> Iterator[tuple[tuple[Any, ...], int, int]]:
+    """(key path, first line, repeated line) of every key repeated in one mapping."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+            if key is None or key == "<<":
+                continue
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                yield loc + (key,), seen[key], line
+            else:
+                seen[key] = line
+            yield from _duplicate_keys(value_node, loc + (key,))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            yield from _duplicate_keys(item, loc + (i,))
 
 
 def dotted(loc: Iterable[Any]) -> str:
