@@ -69,7 +69,8 @@ def step(prev: AlertState | None, f: Finding, rule: RuleMeta,
          default_repeat: timedelta) -> tuple[AlertState | None, Transition | None]:
     """The next state of one alert given a finding; and the notification it causes, if any."""
     now = f.ts
-    live = prev if prev is not None and prev.state != "resolved" else None
+    # resolved and cleared states are history: a new finding starts a new alert
+    live = prev if prev is not None and prev.state in ("pending", "firing") else None
     if not f.active:
         if live is None:
             return None, None

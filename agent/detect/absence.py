@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, Mapping
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 
-from agent.config import CANONICAL_FIELDS
+from agent.config import CANONICAL_FIELDS, Duration
 from agent.detect.base import Rule, RuleConfig, register
 from agent.types import Event, Finding, Window
 
@@ -17,6 +17,7 @@ class AbsenceConfig(RuleConfig):
     """Fires when the source has logged no event matching `match` for `for:`."""
 
     source: str
+    for_: Duration = Field(alias="for", description="How long without a matching event fires")
     match: dict[str, str] = {}
 
     @field_validator("match")
@@ -26,6 +27,14 @@ class AbsenceConfig(RuleConfig):
         if bad:
             raise ValueError(f"unknown event field(s) {', '.join(bad)}; expected some of "
                              f"{', '.join(CANONICAL_FIELDS)}")
+        return v
+
+    @field_validator("for_")
+    @classmethod
+    def _some_silence(cls, v: timedelta) -> timedelta:
+        # `for:` is the silence itself; 0 would fire on every window
+        if v <= timedelta(0):
+            raise ValueError("an absence rule needs `for:` > 0: how long a silence is too long")
         return v
 
     def template_names(self) -> set[str]:

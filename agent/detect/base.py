@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Literal, Mapping
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from agent.config import Duration
-from agent.detect.expr import Template
+from agent.detect.expr import ExprError, Template
 from agent.types import Event, Finding, Window
 
 RULE_TYPES: dict[str, type["RuleConfig"]] = {}
@@ -70,7 +70,12 @@ class Rule:
         self.pending_for: timedelta = config.for_
         self.repeat_interval = config.repeat_interval
         names = config.template_names()
-        self.summaries = {lang: Template(text, names) for lang, text in config.summary.items()}
+        self.summaries: dict[str, Template] = {}
+        for lang, text in config.summary.items():
+            try:
+                self.summaries[lang] = Template(text, names)
+            except ExprError as exc:
+                raise ExprError(str(exc), key=f"summary.{lang}") from None
 
     def observe(self, ev: Event) -> None:
         """See one event (most rule types only look at windows)."""

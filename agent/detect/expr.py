@@ -18,7 +18,14 @@ _CONSTANTS = {"True", "False", "None"}
 
 
 class ExprError(ValueError):
-    """An expression or template that cannot be used; the message says why."""
+    """An expression or template that cannot be used; the message says why.
+
+    `key` is the rule option it came from (`when`, `summary.zh`), when known.
+    """
+
+    def __init__(self, message: str, key: str = ""):
+        super().__init__(message)
+        self.key = key
 
 
 class Expression:
@@ -36,6 +43,11 @@ class Expression:
         if unknown:
             raise ExprError(f"unknown name(s) {', '.join(unknown)} in {text!r}; known: "
                             f"{', '.join(sorted(known))}")
+        private = sorted({n.attr for n in ast.walk(tree)
+                          if isinstance(n, ast.Attribute) and n.attr.startswith("_")})
+        if private:
+            # simpleeval would refuse these at every evaluation; refuse them once, at load
+            raise ExprError(f"attribute {private[0]!r} is not allowed in {text!r}")
         self._evaluator = EvalWithCompoundTypes(functions=FUNCTIONS, names={})
         try:
             self._parsed = self._evaluator.parse(text)
@@ -71,7 +83,8 @@ class Template:
             parts = list(_FORMATTER.parse(text))
         except ValueError as exc:
             raise ExprError(f"invalid template {text!r}: {exc}") from None
-        for _, name, spec, conv in parts:
+        self._names = {name for _, name, _, _ in parts if name is not None}
+        for _, name, spec, _conv in parts:
             if name is None:
                 continue
             if not name.isidentifier():
@@ -86,8 +99,12 @@ class Template:
         try:
             return _FORMATTER.vformat(self.text, (), dict(names))
         except (KeyError, ValueError, TypeError, IndexError):
-            # a value of an unexpected type for its format spec: show it plainly
-            return _FORMATTER.vformat(_strip_specs(self.text), (), _strs(names))
+            # a value of an unexpected type for its format spec, or one the finding lacks:
+            # show what there is plainly rather than lose the notification
+            plain = _strs(names)
+            for name in self._names - plain.keys():
+                plain[name] = "?"
+            return _FORMATTER.vformat(_strip_specs(self.text), (), plain)
 
 
 def _strip_specs(text: str) -> str:

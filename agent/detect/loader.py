@@ -39,9 +39,10 @@ def load_rules(globs: Iterable[str], sources: Collection[str]) -> list[Rule]:
                 continue
             assert rule is not None
             if rule.name in seen:
-                problems.append(Problem(path, f"rules.{i}.name",
-                                        f"rule name {rule.name!r} already used in {seen[rule.name]}",
-                                        doc.line_of(("rules", i, "name"))))
+                problems.append(Problem(
+                    path, f"rules.{i}.name",
+                    f"rule name {rule.name!r} already used in {seen[rule.name]}",
+                    doc.line_of(("rules", i, "name"))))
                 continue
             seen[rule.name] = path
             rules.append(rule)
@@ -94,5 +95,5 @@ def _one_rule(doc: YamlDoc, i: int, item: Any, sources: Collection[str]):
     try:
         return config.build({}), None
     except ExprError as exc:
-        key = "when" if "when" in item else "summary"
-        return None, Problem(doc.path, dotted(base + (key,)), str(exc), doc.line_of(base + (key,)))
+        loc = base + tuple(exc.key.split(".")) if exc.key else base
+        return None, Problem(doc.path, dotted(loc), str(exc), doc.line_of(loc))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from agent.detect.base import Rule, RuleConfig, register
-from agent.detect.expr import Expression
+from agent.detect.expr import ExprError, Expression
 from agent.features import FEATURES
 from agent.types import Finding, Window
 
@@ -28,7 +28,10 @@ class ThresholdRule(Rule):
     def __init__(self, config: ThresholdConfig):
         super().__init__(config, {**config.labels, "source": config.source})
         self.source = config.source
-        self.when = Expression(config.when, FEATURES)
+        try:
+            self.when = Expression(config.when, FEATURES)
+        except ExprError as exc:
+            raise ExprError(str(exc), key="when") from None
 
     def evaluate(self, window: Window) -> Finding | None:
         if window.source != self.source:
