@@ -1,4 +1,5 @@
-from agent.cli import main
 import sys
+
+from agent.cli import main
 
 sys.exit(main())

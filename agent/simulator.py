@@ -140,7 +140,8 @@ class _Day:
         """Issue times, invoice numbers, amounts and taxpayer ids for the whole day."""
         rng = self.rng
         counts = rng.poisson(_rate_per_min(np.arange(1440)) * rate_scale)
-        times = np.sort(np.repeat(np.arange(1440) * 60.0, counts) + rng.uniform(0, 60, counts.sum()))
+        minutes = np.repeat(np.arange(1440) * 60.0, counts)
+        times = np.sort(minutes + rng.uniform(0, 60, counts.sum()))
         n = len(times)
         cents = np.clip(rng.lognormal(np.log(150000), 1.1, n), 100, 99_999_999).astype(np.int64)
         pool = ["91440300" + "".join(rng.choice(list("0123456789ABCDEFGHJKLMNPQRTUWXY"), 10))
@@ -149,7 +150,8 @@ class _Day:
         prefix = f"{self.clock.day.year % 100:02d}44{int(rng.integers(10**7, 10**8))}"
         first = int(rng.integers(10**7, 5 * 10**7))
         return [(float(t), f"{prefix}{first + i:08d}", int(c), pool[w])
-                for i, (t, c, w) in enumerate(zip(times.tolist(), cents.tolist(), who.tolist()))]
+                for i, (t, c, w) in enumerate(zip(times.tolist(), cents.tolist(), who.tolist(),
+                                                  strict=True))]
 
     def run(self, rate_scale: float) -> int:
         """Simulate issue, upload (with retries and backlogs) and sync of every invoice."""
@@ -367,7 +369,7 @@ def write_upload_lines(path: Path, lines: int, seed: int = 7,
                     "null" if r == 0 else ('"NET_TIMEOUT"' if r == 2 else codes[k]), 0)
                 for i, j, r, ms, k, c in zip(
                     idx.tolist(), at.tolist(), res.tolist(), cost.tolist(), code.tolist(),
-                    cents.astype(np.int64).tolist())
+                    cents.astype(np.int64).tolist(), strict=True)
             ]
             if n > 20_000:  # two unparseable lines per chunk
                 out[7_777] = "upload worker restarted: Traceback (most recent call last):"

@@ -29,7 +29,8 @@ def notify(message: str) -> bool:
 
 def reloading() -> bool:
     # systemd >= 253 wants the monotonic time with RELOADING=1 (Type=notify-reload)
-    return notify(f"RELOADING=1\nMONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}")
+    usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+    return notify(f"RELOADING=1\nMONOTONIC_USEC={usec}")
 
 
 def watchdog_interval() -> float | None:

@@ -176,7 +176,7 @@ class FileSource:
         self._restore = {cp.file_id: cp for cp in checkpoints}
 
     def poll(self, max_lines: int = 20000) -> list[RawLine]:
-        """Return new complete lines (in file order), at most `max_lines`; the next poll continues."""
+        """New complete lines in file order, at most `max_lines`; the next poll continues."""
         first = not self._polled
         self._polled = True
         found = self._scan()
