@@ -26,7 +26,8 @@ from agent.notify.outbox import OutboxItem, OutboxWorker, next_attempt_delay
 from agent.notify.render import render
 from agent.notify.sender import AppriseSender
 from agent.pipeline import Engine
-from agent.sources.files import FileCheckpoint, FileSource
+from agent.sources.files import FileSource
+from agent.sources.position import FileCheckpoint
 from agent.sources.watch import Waker
 from agent.store import Batch, Store
 from agent.types import RawLine, Transition
@@ -35,6 +36,7 @@ from agent.yamlfile import FileProblems
 log = logging.getLogger("invoice_agent")
 
 DB_NAME = "agent.db"
+WAKER_CHECK_SECONDS = 5.0
 
 
 def load_all(config_path: str | Path) -> tuple[LoadedConfig, list[Rule]]:
@@ -99,13 +101,32 @@ class Daemon:
         if self.sender is not None:
             self.worker = OutboxWorker(self.sender.send)
             self.worker.start()
+        self.waker_dirs = self._watch_dirs()
+        self.waker = Waker(self.waker_dirs)
+        self.waker.start()
+        self._waker_checked = time.monotonic()
+        log.info("running: %d sources, %d rules, notify %s", len(self.sources), len(self.rules),
+                 "to %d targets" % len(self.sender.targets) if self.sender else "to console")
+
+    def _watch_dirs(self) -> list[str]:
         dirs: set[str] = set()
         for fs in self.sources:
             dirs |= fs.watch_dirs()
-        self.waker = Waker(sorted(dirs))
+        return sorted(dirs)
+
+    def _refresh_waker(self) -> None:
+        """A log folder created later, or a watcher that died, gets a new inotify watcher."""
+        if time.monotonic() - self._waker_checked < WAKER_CHECK_SECONDS:
+            return
+        self._waker_checked = time.monotonic()
+        dirs = self._watch_dirs()
+        if self.waker.alive() and dirs == self.waker_dirs:
+            return
+        log.info("watching %s", ", ".join(dirs) or "no folder yet (polling)")
+        self.waker.stop()
+        self.waker = Waker(dirs)
         self.waker.start()
-        log.info("running: %d sources, %d rules, notify %s", len(self.sources), len(self.rules),
-                 "to %d targets" % len(self.sender.targets) if self.sender else "to console")
+        self.waker_dirs = dirs
 
     def _teardown_sources(self) -> None:
         self.waker.stop()
@@ -142,6 +163,7 @@ class Daemon:
                 if wd and mono - last_ping >= wd and self.healthy():
                     systemd.notify("WATCHDOG=1")
                     last_ping = mono
+                self._refresh_waker()
                 if not backlog and not self._stop:
                     self.waker.wait(self.loaded.config.poll_interval.total_seconds())
         finally:
@@ -266,7 +288,8 @@ class Daemon:
         return True
 
     def healthy(self) -> bool:
-        return self.waker.alive() and (self.worker is None or self.worker.alive())
+        """Every worker thread is alive (the file watcher is only a wake-up: polling covers it)."""
+        return self.worker is None or self.worker.alive()
 
     def shutdown(self) -> None:
         try:

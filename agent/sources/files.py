@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import codecs
 import glob
-import hashlib
 import logging
 import os
 import re
@@ -28,98 +27,18 @@ import stat
 import time
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass
 from itertools import count, repeat
 
+from agent.sources.position import PROBE, FileCheckpoint, Tail, locate, same_content
 from agent.types import RawLine
 
 log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20  # bytes per read: large enough to amortise syscalls, small enough to bound memory
-PROBE = 64  # bytes hashed for the head and fingerprint digests
 # Upper bound of encoded bytes per character (utf-8, gb18030): a line of n characters is at most
 # n * 4 bytes, so blocks whose lines are all short can skip the exact byte-length check.
 _MAX_CHAR_BYTES = 4
 _MAGIC = re.compile(r"[*?[]")
-
-
-def _digest(data: bytes) -> str:
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
-
-
-@dataclass(frozen=True, slots=True)
-class FileCheckpoint:
-    """Where reading of one file identity stands; stored by the daemon, given back to restore().
-
-    ``head`` is the digest of the first ``min(64, offset)`` bytes and ``fingerprint`` that of the
-    ``min(64, offset)`` bytes just before ``offset``; both are digests of nothing when offset is 0.
-    """
-
-    file_id: str  # "dev:inode": survives renames
-    path: str  # last path the file was seen at
-    offset: int  # byte offset just after the last complete line handed out
-    line_no: int  # lines handed out from this file so far
-    fingerprint: str  # digest of the bytes just before offset (copytruncate detection)
-    head: str  # digest of the first bytes of the file (inode-reuse detection)
-
-
-@dataclass(slots=True)
-class _Tail:
-    """Reading state of one open file identity."""
-
-    file_id: str
-    path: str
-    fd: int
-    size: int = 0  # as of the last fstat; reading stops there
-    grew_at: float = 0.0  # monotonic time the size last changed
-    detached: bool = False  # identity no longer matched by the globs (rotated or deleted)
-    offset: int = 0  # committed: just after the last line handed out
-    read_pos: int = 0  # next byte to read; bytes [offset, read_pos) are held in `pending`
-    pending: bytes = b""  # incomplete last line (only its first max_line_bytes if overlong)
-    overlong: bool = False  # the pending line exceeded max_line_bytes: skipping to its newline
-    line_no: int = 0
-    fp: bytes = b""  # raw bytes [offset - min(64, offset), offset)
-    head: bytes = b""  # raw bytes [0, min(64, offset))
-
-    def rewind(self) -> None:
-        self.offset = self.read_pos = self.line_no = 0
-        self.pending, self.overlong, self.fp, self.head = b"", False, b"", b""
-
-    def seek(self, offset: int, line_no: int) -> None:
-        """Position after a known line boundary; reads the probe bytes back from the file."""
-        self.rewind()
-        self.offset = self.read_pos = offset
-        self.line_no = line_no
-        n = min(PROBE, offset)
-        self.head = os.pread(self.fd, n, 0)
-        self.fp = os.pread(self.fd, n, offset - n)
-
-    def checkpoint(self) -> FileCheckpoint:
-        return FileCheckpoint(self.file_id, self.path, self.offset, self.line_no,
-                              _digest(self.fp), _digest(self.head))
-
-
-def _matches(fd: int, size: int, cp: FileCheckpoint) -> bool:
-    """Whether the open file holds the content `cp` was taken from, up to its offset."""
-    if size < cp.offset:
-        return False
-    n = min(PROBE, cp.offset)
-    return (_digest(os.pread(fd, n, 0)) == cp.head
-            and _digest(os.pread(fd, n, cp.offset - n)) == cp.fingerprint)
-
-
-def _locate(file_id: str, directory: str) -> str | None:
-    """The name `file_id` now has in `directory` (a rotated file keeps its directory)."""
-    dev, _, ino = file_id.partition(":")
-    try:
-        with os.scandir(directory) as entries:
-            for e in entries:
-                if str(e.inode()) == ino and e.is_file(follow_symlinks=False) \
-                        and str(e.stat(follow_symlinks=False).st_dev) == dev:
-                    return e.path
-    except OSError:
-        pass
-    return None
 
 
 class FileSource:
@@ -159,7 +78,7 @@ class FileSource:
         self._start_at_end = start_at == "end" and first_run
         self._max = max_line_bytes
         self._grace = rotate_grace
-        self._tails: dict[str, _Tail] = {}
+        self._tails: dict[str, Tail] = {}
         self._restore: dict[str, FileCheckpoint] = {}
         # Positions of content that was truncated away (copytruncate): a copy of it that the
         # globs also match resumes there instead of being read again.
@@ -186,7 +105,7 @@ class FileSource:
                 if not t.detached:
                     t.detached, t.grew_at = True, time.monotonic()
                     self._stats["rotations"] += 1
-                    new = _locate(t.file_id, os.path.dirname(t.path))
+                    new = locate(t.file_id, os.path.dirname(t.path))
                     log.info("%s: %s was %s; draining it", self.name, t.path,
                              f"renamed to {new}" if new else "deleted or moved away")
                     t.path = new or t.path
@@ -258,7 +177,7 @@ class FileSource:
                     hits.setdefault(f"{st.st_dev}:{st.st_ino}", (st.st_mtime, path))
         return {fid: path for fid, (_, path) in sorted(hits.items(), key=lambda kv: kv[1])}
 
-    def _new_tail(self, fid: str, path: str) -> _Tail | None:
+    def _new_tail(self, fid: str, path: str) -> Tail | None:
         """Open `path` if it still is identity `fid`; None (after a warning) if it cannot be."""
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -271,14 +190,14 @@ class FileSource:
         if f"{st.st_dev}:{st.st_ino}" != fid:
             os.close(fd)  # replaced between stat and open: the next poll sees the new one
             return None
-        return _Tail(fid, path, fd, st.st_size, time.monotonic())
+        return Tail(fid, path, fd, st.st_size, time.monotonic())
 
     def _open(self, fid: str, path: str, first: bool) -> None:
         t = self._new_tail(fid, path)
         if t is None:
             return
         cp = self._restore.pop(fid, None)
-        if cp is not None and _matches(t.fd, t.size, cp):
+        if cp is not None and same_content(t.fd, t.size, cp):
             t.seek(cp.offset, cp.line_no)
         elif cp is not None:
             self._stats["truncations"] += 1
@@ -290,7 +209,7 @@ class FileSource:
             t.seek(self._last_line_end(t.fd, t.size), 0)
         else:
             for o in self._orphans:
-                if _matches(t.fd, t.size, o):
+                if same_content(t.fd, t.size, o):
                     # A copy of truncated content: continue where the original was.
                     self._orphans.remove(o)
                     t.seek(o.offset, o.line_no)
@@ -299,7 +218,7 @@ class FileSource:
                     break
         self._track(t)
 
-    def _track(self, t: _Tail) -> None:
+    def _track(self, t: Tail) -> None:
         self._tails[t.file_id] = t
         self._stats["files"] += 1
 
@@ -312,11 +231,11 @@ class FileSource:
     def _restore_rotated(self) -> None:
         """Find checkpointed files renamed while we were down (same directory, same inode)."""
         for cp in self._restore.values():
-            path = _locate(cp.file_id, os.path.dirname(cp.path))
+            path = locate(cp.file_id, os.path.dirname(cp.path))
             t = self._new_tail(cp.file_id, path) if path else None
             if t is None:
                 continue
-            if _matches(t.fd, t.size, cp):
+            if same_content(t.fd, t.size, cp):
                 t.seek(cp.offset, cp.line_no)
                 t.detached = True
                 self._track(t)
@@ -327,7 +246,7 @@ class FileSource:
                 os.close(t.fd)
         self._restore.clear()
 
-    def _check_truncation(self, t: _Tail) -> None:
+    def _check_truncation(self, t: Tail) -> None:
         try:
             t_size = os.fstat(t.fd).st_size
             if t_size != t.size:
@@ -347,7 +266,7 @@ class FileSource:
 
     # -- reading ------------------------------------------------------------------------------
 
-    def _read(self, t: _Tail, budget: int, out: list[RawLine]) -> None:
+    def _read(self, t: Tail, budget: int, out: list[RawLine]) -> None:
         """Read t up to its known size, appending at most `budget` lines to `out`."""
         limit = len(out) + budget
         while len(out) < limit and t.read_pos < t.size:
@@ -372,7 +291,7 @@ class FileSource:
         if len(t.head) < PROBE and t.offset > len(t.head):
             t.head = os.pread(t.fd, min(PROBE, t.offset), 0)
 
-    def _split(self, t: _Tail, data: bytes, budget: int, out: list[RawLine]) -> None:
+    def _split(self, t: Tail, data: bytes, budget: int, out: list[RawLine]) -> None:
         """Hand out the complete lines of `data` (which starts at t.offset); hold the rest."""
         last = data.rfind(b"\n")
         end = last + 1
@@ -395,7 +314,7 @@ class FileSource:
         else:
             t.pending = rest
 
-    def _emit(self, t: _Tail, block: bytes, n: int, out: list[RawLine]) -> None:
+    def _emit(self, t: Tail, block: bytes, n: int, out: list[RawLine]) -> None:
         """Decode `block` (n lines, each ending in newline) in bulk; per line only if needed."""
         try:
             text = block.decode(self._enc)
@@ -419,7 +338,7 @@ class FileSource:
             cut = len(raw) > self._max
             self._add(t, *self._decode(raw[:self._max] if cut else raw, cut), cut, out)
 
-    def _add(self, t: _Tail, text: str, replaced: bool, truncated: bool,
+    def _add(self, t: Tail, text: str, replaced: bool, truncated: bool,
              out: list[RawLine]) -> None:
         t.line_no += 1
         out.append(RawLine(self.name, t.path, t.line_no, text, truncated, replaced))
@@ -440,13 +359,13 @@ class FileSource:
         except UnicodeDecodeError:
             return raw.decode(self._enc, "replace"), True
 
-    def _emit_pending(self, t: _Tail, out: list[RawLine]) -> None:
+    def _emit_pending(self, t: Tail, out: list[RawLine]) -> None:
         """Hand out the held line as it is (an overlong line's prefix, or a dangling last line)."""
         raw = t.pending[:-1] if not t.overlong and t.pending.endswith(b"\r") else t.pending
         self._add(t, *self._decode(raw, t.overlong), t.overlong, out)
         t.pending, t.overlong = b"", False
 
-    def _finish(self, t: _Tail, out: list[RawLine]) -> None:
+    def _finish(self, t: Tail, out: list[RawLine]) -> None:
         """Let go of a rotated-away file that is fully read, returning its dangling line."""
         if t.pending or t.overlong:
             self._emit_pending(t, out)
