@@ -11,7 +11,6 @@ import shutil
 import sys
 import tempfile
 import time
-from datetime import timedelta
 from pathlib import Path
 from typing import TextIO
 
@@ -25,10 +24,14 @@ from agent.types import Transition
 TEXT = {
     "zh": {"title": "invoice-agent 演示：模拟一天的开票、上传、ERP 同步和系统日志",
            "files": "日志目录", "alerts": "告警", "summary": "汇总",
-           "caught": "已发现", "missed": "未发现", "incident": "注入故障"},
+           "caught": "已发现", "missed": "未发现", "incident": "注入故障",
+           "line": "汇总：{lines} 行，无法解析 {unparsed} 行，{windows} 个窗口，告警 {fired} 条"
+                   "（已恢复 {resolved} 条），用时 {seconds:.1f} 秒"},
     "en": {"title": "invoice-agent demo: a simulated day of issuing, upload, ERP sync and syslog",
            "files": "log folder", "alerts": "alerts", "summary": "summary",
-           "caught": "caught by", "missed": "MISSED", "incident": "injected incident"},
+           "caught": "caught by", "missed": "MISSED", "incident": "injected incident",
+           "line": "summary: {lines} lines, {unparsed} unparsed, {windows} windows, {fired} alerts "
+                   "({resolved} resolved), {seconds:.1f}s"},
 }
 
 
@@ -65,10 +68,10 @@ def run_demo(workdir: Path | None = None, language: str = "zh", seed: int = 7,
         result = replay(loaded, rules, configured_files(loaded), show)
         elapsed = time.perf_counter() - t0
         fired = [tr for tr in seen if tr.state == "firing"]
-        print(f"\n{t['summary']}: lines {result.lines}, unparsed {result.unparsed}, "
-              f"windows {result.windows}, {t['alerts']} {len(fired)} "
-              f"(resolved {sum(tr.state == 'resolved' for tr in seen)}), "
-              f"{elapsed:.1f}s", file=out)
+        print("\n" + t["line"].format(
+            lines=result.lines, unparsed=result.unparsed, windows=result.windows,
+            fired=len(fired), resolved=sum(tr.state == "resolved" for tr in seen),
+            seconds=elapsed), file=out)
         slack = loaded.config.window * 3
         for inc in sim.incidents:
             rules_hit = sorted({tr.rule for tr in fired
@@ -81,6 +84,3 @@ def run_demo(workdir: Path | None = None, language: str = "zh", seed: int = 7,
         if not keep:
             shutil.rmtree(work, ignore_errors=True)
 
-
-def incident_slack(window: timedelta) -> timedelta:
-    return window * 3
