@@ -99,7 +99,7 @@ class Daemon:
             self.worker = None
         self.sender = sender if sender.has_targets else None
         if self.sender is not None:
-            self.worker = OutboxWorker(self.sender.send)
+            self.worker = OutboxWorker(self.sender.send, on_result=lambda: self.waker.wake())
             self.worker.start()
         self.waker_dirs = self._watch_dirs()
         self.waker = Waker(self.waker_dirs)

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import random
 import socket
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -16,35 +14,11 @@ from agent.notify.sender import AppriseSender, Delivery
 
 
 @pytest.fixture
-def webhook():
-    """A real HTTP receiver on 127.0.0.1 recording posted JSON bodies."""
-    posts: list[dict] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            posts.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield f"json://127.0.0.1:{server.server_address[1]}/alerts?cto=0.5&rto=0.5", posts
-    server.shutdown()
-    server.server_close()
-    thread.join()
-
-
-@pytest.fixture
 def worker_factory():
     workers: list[OutboxWorker] = []
 
-    def make(send) -> OutboxWorker:
-        worker = OutboxWorker(send)
+    def make(send, on_result=None) -> OutboxWorker:
+        worker = OutboxWorker(send, on_result=on_result)
         worker.start()
         workers.append(worker)
         return worker
@@ -69,8 +43,8 @@ def item(id_: int, title: str = "【告警·严重】upload_outage", attempts: i
     )
 
 
-def test_worker_delivers_submitted_alerts_to_a_real_webhook(webhook, worker_factory):
-    url, posts = webhook
+def test_worker_delivers_submitted_alerts_to_a_real_webhook(receiver, worker_factory):
+    url = receiver.url("/alerts")
     worker = worker_factory(AppriseSender([url], None, {}, timeout=3).send)
 
     worker.submit(item(1))
@@ -79,6 +53,7 @@ def test_worker_delivers_submitted_alerts_to_a_real_webhook(webhook, worker_fact
 
     assert sorted(r.id for r in results) == [1, 2]
     assert all(r.delivery.ok for r in results)
+    posts = [body for _, body in receiver.posts]
     assert [p["title"] for p in posts] == ["【告警·严重】upload_outage", "【恢复】upload_outage"]
     assert posts[0]["message"] == "上传超时率 100%"
 
@@ -184,3 +159,22 @@ def test_backoff_jitter_only_shortens_and_is_seedable():
     assert next_attempt_delay(3, jitter=0.5, rng=random.Random(1)) == next_attempt_delay(
         3, jitter=0.5, rng=random.Random(1)
     )
+
+
+def test_each_result_wakes_the_daemon_loop_at_once(worker_factory):
+    woken = threading.Event()
+    worker = worker_factory(lambda t, b, s: Delivery(True, False, "sent"), on_result=woken.set)
+    worker.submit(item(1))
+    assert woken.wait(2), "the loop would only learn of the delivery at its next poll"
+    assert [r.id for r in worker.results()] == [1]
+
+
+def test_a_failing_wake_up_hook_does_not_stop_deliveries(worker_factory):
+    def broken_hook():
+        raise RuntimeError("boom")
+
+    worker = worker_factory(lambda t, b, s: Delivery(True, False, "sent"), on_result=broken_hook)
+    worker.submit(item(1))
+    worker.submit(item(2))
+    assert sorted(r.id for r in wait_for_results(worker, 2)) == [1, 2]
+    assert worker.alive()

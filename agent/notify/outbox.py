@@ -72,8 +72,13 @@ class OutboxWorker:
     daemon can re-scan due rows at any time without sending one twice.
     """
 
-    def __init__(self, send: Callable[[str, str, str], Delivery], name: str = "notify-outbox"):
+    def __init__(self, send: Callable[[str, str, str], Delivery], name: str = "notify-outbox",
+                 on_result: Callable[[], None] | None = None):
         self._send = send
+        # called (on the worker thread) after each result: lets the daemon record a delivery
+        # at once instead of at its next poll, narrowing the window in which a crash would
+        # cause a repeat
+        self._on_result = on_result
         self._name = name
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._lock = threading.Lock()
@@ -136,6 +141,11 @@ class OutboxWorker:
             delivery = self._deliver(item)
             with self._lock:
                 self._done.append(OutboxResult(item.id, delivery))
+            if self._on_result is not None:
+                try:
+                    self._on_result()
+                except Exception:  # a wake-up hook must never kill the sender thread
+                    log.debug("outbox on_result hook failed", exc_info=True)
 
     def _deliver(self, item: OutboxItem) -> Delivery:
         try:

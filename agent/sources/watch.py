@@ -67,6 +67,10 @@ class Waker:
         observer.start()
         self._observer = observer
 
+    def wake(self) -> None:
+        """Wake a pending `wait` from another thread (e.g. a finished delivery)."""
+        self._event.set()
+
     def wait(self, timeout: float) -> bool:
         """Block up to `timeout` seconds; True if a file event arrived (since the last wait)."""
         woken = self._event.wait(timeout)
