@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
+
+_PACKAGE = Path(__file__).resolve().parent
 
 
 def shipped_dir(kind: str) -> Path:
-    """The folder of shipped `rules` or `config` files."""
-    try:
-        path = Path(str(resources.files(f"agent.shipped_{kind}")))
-        if path.is_dir():
-            return path
-    except (ModuleNotFoundError, TypeError):
-        pass
-    return Path(__file__).resolve().parent.parent / kind  # a source checkout
+    """The folder of shipped `rules` or `config` files.
+
+    Installed, they are data inside the package (agent/shipped_rules, agent/shipped_config);
+    in a source checkout or an editable install, the top-level rules/ and config/ folders.
+    """
+    installed = _PACKAGE / f"shipped_{kind}"
+    return installed if installed.is_dir() else _PACKAGE.parent / kind
