@@ -206,6 +206,7 @@ class Daemon:
         batch = Batch()
         for fs in self.sources:
             batch.offsets += [dict(asdict(c), source=fs.name) for c in fs.checkpoints()]
+            batch.offset_sources.append(fs.name)
         batch.counters = dict(drained.counters)
         batch.samples = [{"source": f.source, "path": f.path, "line_no": f.line_no,
                           "reason": f.reason, "text": f.text[:2000]} for f in drained.failures]
@@ -227,7 +228,7 @@ class Daemon:
                                      "title": title, "body": body, "next_attempt": 0.0})
         self.store.commit(batch)
         if drained.windows:
-            self.store.prune_windows(drained.windows[-1].end - self.loaded.config.retention)
+            self.store.prune(drained.windows[-1].end - self.loaded.config.retention)
 
     def _deliver(self) -> None:
         """Record finished deliveries; hand due ones to the worker. Never blocks on a target."""

@@ -13,7 +13,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
@@ -54,7 +54,9 @@ def m001_initial(db: Database) -> None:
 class Batch:
     """Everything one batch of lines changed, written in one transaction by `Store.commit`."""
 
+    # every file each listed source still tracks: rows of files it let go are removed
     offsets: list[Mapping[str, Any]] = field(default_factory=list)
+    offset_sources: list[str] = field(default_factory=list)
     counters: dict[tuple[str, str], int] = field(default_factory=dict)  # increments
     samples: list[Mapping[str, Any]] = field(default_factory=list)
     windows: list[Mapping[str, Any]] = field(default_factory=list)
@@ -95,6 +97,10 @@ class Store:
         db = self.db
         now = _now()
         with db.atomic():
+            for source in batch.offset_sources:
+                keep = [o["file_id"] for o in batch.offsets if o["source"] == source]
+                db.execute(f"DELETE FROM file_offsets WHERE source = ? AND file_id NOT IN "
+                           f"({','.join('?' * len(keep))})", [source, *keep])
             if batch.offsets:
                 db["file_offsets"].upsert_all(
                     [dict(o, updated=now) for o in batch.offsets], pk="file_id")
@@ -137,14 +143,6 @@ class Store:
     def offsets(self, source: str) -> list[dict[str, Any]]:
         return list(self.db["file_offsets"].rows_where("source = ?", [source]))
 
-    def forget_offsets(self, file_ids: Iterable[str]) -> None:
-        ids = list(file_ids)
-        if ids:
-            with self.db.atomic():
-                self.db.execute(
-                    f"DELETE FROM file_offsets WHERE file_id IN ({','.join('?' * len(ids))})",
-                    ids)
-
     def has_offsets(self, source: str) -> bool:
         return self.db.execute(
             "SELECT 1 FROM file_offsets WHERE source = ? LIMIT 1", [source]).fetchone() is not None
@@ -155,26 +153,20 @@ class Store:
     def alert_states(self) -> list[dict[str, Any]]:
         return [json.loads(r["data"]) for r in self.db["alerts"].rows]
 
-    def counters(self) -> dict[str, dict[str, int]]:
-        out: dict[str, dict[str, int]] = {}
-        for r in self.db["source_counters"].rows:
-            out.setdefault(r["source"], {})[r["name"]] = r["value"]
-        return out
-
-    def samples(self, source: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
-        where, args = ("source = ?", [source]) if source else (None, [])
-        return list(self.db["unparsed"].rows_where(where, args, order_by="id desc",
-                                                   limit=limit))
-
-    def windows(self, source: str, limit: int = 100) -> list[dict[str, Any]]:
-        rows = self.db["windows"].rows_where("source = ?", [source], order_by="start desc",
-                                             limit=limit)
-        return [dict(r, features=json.loads(r["features"])) for r in rows]
-
-    def prune_windows(self, before: datetime) -> int:
+    def prune(self, before: datetime, keep_sent: int = 1000) -> None:
+        """Drop what retention no longer covers: windows and alert history older than `before`
+        (event time), alerts that ended before it, delivered notifications beyond the newest
+        `keep_sent`."""
+        cutoff = before.isoformat()
+        ended = before.astimezone(timezone.utc).isoformat(timespec="seconds")
         with self.db.atomic():
-            cur = self.db.execute("DELETE FROM windows WHERE end < ?", [before.isoformat()])
-        return cur.rowcount
+            self.db.execute("DELETE FROM windows WHERE end < ?", [cutoff])
+            self.db.execute("DELETE FROM alert_log WHERE ts < ?", [cutoff])
+            self.db.execute("DELETE FROM alerts WHERE state IN ('resolved', 'cleared') AND "
+                            "updated < ?", [ended])
+            self.db.execute(
+                "DELETE FROM outbox WHERE status = 'sent' AND id NOT IN (SELECT id FROM outbox "
+                "WHERE status = 'sent' ORDER BY id DESC LIMIT ?)", [keep_sent])
 
     # -- outbox ------------------------------------------------------------------------------
     def pending_outbox(self, limit: int = 500) -> list[dict[str, Any]]:
@@ -194,20 +186,3 @@ class Store:
                 "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt = ? "
                 "WHERE id = ?", [error[:500], next_attempt, item_id])
 
-    def outbox_depth(self) -> int:
-        return self.db.execute("SELECT count(*) FROM outbox WHERE status = 'pending'").fetchone()[0]
-
-    def outbox_rows(self, status: str | None = None) -> list[dict[str, Any]]:
-        where, args = ("status = ?", [status]) if status else (None, [])
-        return list(self.db["outbox"].rows_where(where, args, order_by="id"))
-
-    def prune_outbox(self, keep_sent: int = 1000) -> None:
-        with self.db.atomic():
-            self.db.execute(
-                "DELETE FROM outbox WHERE status = 'sent' AND id NOT IN (SELECT id FROM outbox "
-                "WHERE status = 'sent' ORDER BY id DESC LIMIT ?)", [keep_sent])
-
-    def recent_transitions(self, limit: int = 20) -> list[dict[str, Any]]:
-        rows = self.db["alert_log"].rows_where(order_by="id desc", limit=limit)
-        return [dict(r, labels=json.loads(r["labels"]), summary=json.loads(r["summary"]))
-                for r in rows]

@@ -1,0 +1,63 @@
+"""The SQLite store: one transaction per batch, offsets of let-go files removed, retention."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from agent.store import Batch, Store
+
+T0 = datetime(2026, 11, 2, 10, 0, tzinfo=timezone(timedelta(hours=8)))
+
+
+def offset(file_id: str, n: int) -> dict:
+    return {"file_id": file_id, "source": "upload", "path": f"/logs/{file_id}", "offset": n,
+            "line_no": n, "fingerprint": "f", "head": "h"}
+
+
+def test_a_batch_that_fails_midway_leaves_nothing_behind(tmp_path):
+    store = Store(tmp_path / "agent.db")
+    store.commit(Batch(offsets=[offset("1:1", 10)], offset_sources=["upload"]))
+    bad = Batch(offsets=[offset("1:1", 99)], offset_sources=["upload"])
+    bad.count("upload", "lines", 89)
+    bad.windows = [{"source": "upload", "start": "x", "end": "y", "features": {1: object()}}]
+    with pytest.raises(TypeError):  # the features cannot be stored: the whole batch is refused
+        store.commit(bad)
+    assert [r["offset"] for r in store.offsets("upload")] == [10]
+    assert store.db.execute("SELECT count(*) FROM source_counters").fetchone() == (0,)
+
+
+def test_offsets_of_files_the_source_let_go_are_removed(tmp_path):
+    store = Store(tmp_path / "agent.db")
+    store.commit(Batch(offsets=[offset("1:1", 10), offset("1:2", 5)], offset_sources=["upload"]))
+    store.commit(Batch(offsets=[offset("1:2", 7)], offset_sources=["upload"]))
+    assert [(r["file_id"], r["offset"]) for r in store.offsets("upload")] == [("1:2", 7)]
+
+
+def test_state_is_readable_by_a_second_process_while_open(tmp_path):
+    store = Store(tmp_path / "agent.db")
+    b = Batch()
+    b.count("upload", "lines", 3)
+    store.commit(b)
+    other = sqlite3.connect(f"file:{tmp_path / 'agent.db'}?mode=ro", uri=True)
+    assert other.execute("SELECT value FROM source_counters").fetchone() == (3,)
+    other.close()
+
+
+def test_prune_drops_old_windows_and_keeps_recent_deliveries(tmp_path):
+    store = Store(tmp_path / "agent.db")
+    windows = [{"source": "upload", "start": (T0 + timedelta(days=d)).isoformat(),
+                "end": (T0 + timedelta(days=d, minutes=5)).isoformat(), "features": {"count": d}}
+               for d in range(5)]
+    outbox = [{"fingerprint": "fp", "severity": "critical", "title": f"t{i}", "body": "b",
+               "next_attempt": 0.0} for i in range(5)]
+    store.commit(Batch(windows=windows, outbox=outbox))
+    for row in store.pending_outbox()[:4]:
+        store.outbox_delivered(row["id"])
+    store.prune(T0 + timedelta(days=3), keep_sent=2)
+    starts = [r[0] for r in store.db.execute("SELECT start FROM windows ORDER BY start")]
+    assert starts == [windows[3]["start"], windows[4]["start"]]
+    titles = [r[0] for r in store.db.execute("SELECT title FROM outbox ORDER BY id")]
+    assert titles == ["t2", "t3", "t4"]  # the newest two delivered, and the undelivered one
