@@ -201,7 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
-    logging.getLogger("apprise").setLevel(logging.WARNING if not args.verbose else logging.DEBUG)
+    # Apprise's own log lines can quote tokens and passwords; what a delivery did reaches the
+    # log through the sender's redacted details instead
+    logging.getLogger("apprise").setLevel(logging.CRITICAL)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)

@@ -58,6 +58,9 @@ class AppriseSender:
         # Imported here: ~0.12 s that `check`, `replay` and `demo` need not pay.
         import apprise
 
+        from agent.notify import wecom
+
+        wecom.register()  # qywx://KEY: WeCom with errcode checked
         self._apprise_mod = apprise
         self.timeout = timeout
         self.routes = {sev: list(tags) for sev, tags in (routes or {}).items()}

@@ -1,0 +1,84 @@
+"""`qywx://KEY`: a WeCom (企业微信) group-bot sender that confirms delivery.
+
+Apprise's own `wecombot://` checks only the HTTP status, so a wrong key, rate limiting or an
+over-long message (WeCom answers 200 with `errcode` != 0) counts as delivered and the alert is
+lost. This sender reads `errcode`, reports anything but 0 as a failure (so the outbox retries),
+and cuts the text by UTF-8 bytes to WeCom's 2048-byte limit.
+
+URL: `qywx://KEY` with the bot's webhook key (企业微信; Apprise already gives `wecom://` to
+Pushplus). Options: `?rto=SECONDS` read timeout, `?endpoint=URL` another webhook address (a
+proxy, or a local test server).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
+
+from agent.notify.render import truncate_utf8
+
+log = logging.getLogger(__name__)
+
+SCHEME = "qywx"
+ENDPOINT = "https://qyapi.weixin.qq.com/cgi-bin/webhook/send"
+TEXT_LIMIT = 2048  # bytes of UTF-8, WeCom's limit for msgtype text
+
+
+def post(key: str, content: str, endpoint: str = ENDPOINT, timeout: float = 10.0) -> str | None:
+    """Send one text message; None when WeCom confirmed it, else why not (secret-free)."""
+    url = f"{endpoint}?{urllib.parse.urlencode({'key': key})}"
+    payload = {"msgtype": "text", "text": {"content": truncate_utf8(content, TEXT_LIMIT)}}
+    req = urllib.request.Request(url, data=json.dumps(payload, ensure_ascii=False).encode(),
+                                 headers={"Content-Type": "application/json"}, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 (https/http only)
+            reply = json.loads(resp.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        return f"HTTP {exc.code}"
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return f"unreachable: {type(reason).__name__}"
+    except ValueError:
+        return "reply is not JSON"
+    if not isinstance(reply, dict) or reply.get("errcode") != 0:
+        code = reply.get("errcode") if isinstance(reply, dict) else None
+        msg = str(reply.get("errmsg", ""))[:120] if isinstance(reply, dict) else ""
+        return f"WeCom refused the message: errcode {code} {msg}".strip()
+    return None
+
+
+def register() -> None:
+    """Make `qywx://` known to Apprise (idempotent)."""
+    from apprise.decorators import notify
+
+    if getattr(register, "done", False):
+        return
+
+    @notify(on=SCHEME, name="WeCom group bot (confirmed)")
+    def _send(body: str, title: str, notify_type: Any, meta: dict, *args: Any,
+              **kwargs: Any) -> bool:
+        key = meta.get("host") or ""
+        qsd = meta.get("qsd") or {}
+        if not key:
+            log.warning("qywx:// needs the bot key: qywx://KEY")
+            return False
+        endpoint = qsd.get("endpoint") or ENDPOINT
+        if not endpoint.startswith(("https://", "http://")):
+            log.warning("qywx:// endpoint must be an http(s) URL")
+            return False
+        try:
+            timeout = float(qsd.get("rto", 10))
+        except ValueError:
+            timeout = 10.0
+        content = f"{title}\n{body}" if title else body
+        problem = post(key, content, endpoint, timeout)
+        if problem:
+            log.warning("wecom delivery failed: %s", problem)
+            return False
+        return True
+
+    register.done = True  # type: ignore[attr-defined]

@@ -1,0 +1,84 @@
+"""qywx://: WeCom group-bot delivery confirmed by errcode, against a local stand-in server."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from agent.notify.sender import AppriseSender
+
+
+class FakeWeCom:
+    """Answers like WeCom's webhook: HTTP 200 with an errcode, recording what was posted."""
+
+    def __init__(self) -> None:
+        self.posts: list[tuple[str, dict]] = []
+        self.errcode = 0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.posts.append((self.path, body))
+                reply = json.dumps({"errcode": outer.errcode, "errmsg": "ok" if not
+                                    outer.errcode else "invalid webhook url"}).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+    def url(self, key: str = "SECRETKEY123") -> str:
+        port = self.server.server_address[1]
+        return f"qywx://{key}?endpoint=http://127.0.0.1:{port}/send&rto=2"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def wecom():
+    w = FakeWeCom()
+    yield w
+    w.close()
+
+
+def test_confirmed_delivery_posts_text_with_the_key(wecom):
+    sender = AppriseSender([wecom.url()], None, {}, timeout=5)
+    d = sender.send("【告警·严重】upload_outage", "上传大面积超时", "critical")
+    assert d.ok, d.detail
+    path, body = wecom.posts[0]
+    assert path == "/send?key=SECRETKEY123"
+    assert body["msgtype"] == "text"
+    assert body["text"]["content"] == "【告警·严重】upload_outage\n上传大面积超时"
+
+
+def test_errcode_in_a_200_reply_is_a_retryable_failure(wecom):
+    wecom.errcode = 93000  # WeCom's "invalid webhook url": apprise's wecombot calls it success
+    sender = AppriseSender([wecom.url()], None, {}, timeout=5)
+    d = sender.send("title", "body", "critical")
+    assert not d.ok and d.recoverable
+    assert "SECRETKEY123" not in d.detail
+
+
+def test_long_chinese_text_is_cut_to_wecoms_byte_limit(wecom):
+    sender = AppriseSender([wecom.url()], None, {}, timeout=5)
+    assert sender.send("标题", "发票" * 2000, "warning").ok
+    content = wecom.posts[0][1]["text"]["content"]
+    assert len(content.encode()) <= 2048
+    assert content.startswith("标题\n发票")
+
+
+def test_key_is_not_shown_in_target_names(wecom):
+    sender = AppriseSender([wecom.url("TOPSECRET999")], None, {}, timeout=5)
+    assert all("TOPSECRET999" not in t for t in sender.targets)
