@@ -30,22 +30,10 @@ def _print_problems(exc: FileProblems) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from agent.config import load_config
-    from agent.detect.loader import load_rules
+    from agent.daemon import load_all
 
-    loaded = load_config(args.config)  # rules are checked against its sources: it comes first
-    problems = []
-    rules = []
-    try:
-        rules = load_rules(loaded.rule_globs(), [s.name for s in loaded.config.sources])
-    except FileProblems as exc:
-        problems += exc.problems
-    try:
-        loaded.notify_urls()  # ${ENV} secrets must resolve too
-    except FileProblems as exc:
-        problems += exc.problems
-    if problems:
-        raise FileProblems(problems)
+    # the same loading as `run`: rules, parsers, notify targets and ${ENV} secrets
+    loaded, rules = load_all(args.config)
     print(f"ok: {args.config}: {len(loaded.config.sources)} source(s), {len(rules)} rule(s)")
     for r in rules:
         print(f"  rule {r.name} ({r.config.type}, {r.severity})")
@@ -89,7 +77,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     sys.stdout.flush()
     rate = result.lines / result.seconds if result.seconds else 0.0
     print(f"replayed {len(pairs)} file(s): lines {result.lines} unparsed {result.unparsed} "
-          f"windows {result.windows} alerts {result.fired} in {result.seconds:.2f}s "
+          f"late {result.late} windows {result.windows} alerts {result.fired} "
+          f"in {result.seconds:.2f}s "
           f"({rate:,.0f} lines/s)", file=sys.stderr)
     return EXIT_FINDINGS if result.fired else EXIT_OK
 
@@ -112,18 +101,10 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_notify_test(args: argparse.Namespace) -> int:
-    from agent.daemon import load_all
-    from agent.notify.sender import AppriseSender
+    from agent.daemon import build_sender, load_all
 
-    loaded, _ = load_all(args.config)
-    n = loaded.config.notify
-    try:
-        sender = AppriseSender(loaded.notify_urls(), loaded.apprise_config(),
-                               {k: list(v) for k, v in n.routes.items()},
-                               timeout=n.timeout.total_seconds())
-    except ValueError as exc:
-        print(f"invoice-agent notify test: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+    loaded, _ = load_all(args.config)  # a sender that cannot be built is a config problem
+    sender = build_sender(loaded)
     if not sender.has_targets:
         print("no notification target configured: alerts are printed to the console")
         return EXIT_OK

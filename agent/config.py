@@ -43,12 +43,15 @@ def parse_duration(value: Any) -> timedelta:
         return value
     if isinstance(value, bool):
         raise ValueError("expected a duration like 30s, 5m, 2h or 1d")
-    if isinstance(value, (int, float)):
-        return timedelta(seconds=value)
-    if isinstance(value, str):
-        m = _DURATION.match(value)
-        if m:
-            return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
+    try:
+        if isinstance(value, (int, float)):
+            return timedelta(seconds=value)
+        if isinstance(value, str):
+            m = _DURATION.match(value)
+            if m:
+                return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
+    except OverflowError:
+        raise ValueError(f"duration {value!r} is too large") from None
     raise ValueError(f"expected a duration like 30s, 5m, 2h or 1d, got {value!r}")
 
 
@@ -143,6 +146,10 @@ class AgentConfig(_Model):
     lateness: Duration = Field(timedelta(seconds=30), description="Wait for late lines")
     retention: Duration = Field(timedelta(days=14), description="How long windows are kept")
     poll_interval: Duration = Field(timedelta(seconds=1), description="Fallback file poll")
+    max_future: Duration = Field(
+        timedelta(hours=1),
+        description="Lines stamped further ahead of the host clock are refused as unparsed "
+                    "(a wrong time zone or clock), so they cannot move time forward")
     batch_lines: int = Field(20000, ge=1, description="Lines per checkpointed batch")
     sources: list[SourceConfig] = Field(default_factory=list)
     rules: list[str] = Field(default_factory=lambda: ["rules/*.yaml"])
@@ -162,6 +169,20 @@ class AgentConfig(_Model):
     def _window(cls, v: timedelta) -> timedelta:
         if v < timedelta(seconds=1):
             raise ValueError("window must be at least 1s")
+        return v
+
+    @field_validator("poll_interval", "retention", "max_future")
+    @classmethod
+    def _positive(cls, v: timedelta) -> timedelta:
+        if v <= timedelta(0):
+            raise ValueError("must be more than 0")
+        return v
+
+    @field_validator("lateness")
+    @classmethod
+    def _not_negative(cls, v: timedelta) -> timedelta:
+        if v < timedelta(0):
+            raise ValueError("must not be negative")
         return v
 
     @model_validator(mode="after")

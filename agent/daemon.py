@@ -13,9 +13,10 @@ import signal
 import sys
 import time
 from dataclasses import asdict
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
+from zoneinfo import ZoneInfo
 
 from agent import systemd
 from agent.config import LoadedConfig, load_config
@@ -25,13 +26,14 @@ from agent.notify.console import print_transition
 from agent.notify.outbox import OutboxItem, OutboxWorker, next_attempt_delay
 from agent.notify.render import render
 from agent.notify.sender import AppriseSender
-from agent.pipeline import Engine
+from agent.parse import build_parser
+from agent.pipeline import Engine, parse_spec
 from agent.sources.files import FileSource
 from agent.sources.position import FileCheckpoint
 from agent.sources.watch import Waker
 from agent.store import Batch, Store
 from agent.types import RawLine, Transition
-from agent.yamlfile import FileProblems
+from agent.yamlfile import FileProblems, Problem
 
 log = logging.getLogger("invoice_agent")
 
@@ -40,10 +42,46 @@ WAKER_CHECK_SECONDS = 5.0
 
 
 def load_all(config_path: str | Path) -> tuple[LoadedConfig, list[Rule]]:
-    """Config and rules, validated together; FileProblems lists everything wrong."""
+    """Config and rules, validated together, and every part built once as `run` builds it,
+    so that `check` passing means `run` starts; FileProblems lists everything wrong."""
     loaded = load_config(config_path)
-    rules = load_rules(loaded.rule_globs(), [s.name for s in loaded.config.sources])
+    problems: list[Problem] = []
+    try:
+        rules = load_rules(loaded.rule_globs(), [s.name for s in loaded.config.sources])
+    except FileProblems as exc:
+        problems += exc.problems
+        rules = []
+    problems += _runtime_problems(loaded)
+    if problems:
+        raise FileProblems(problems)
     return loaded, rules
+
+
+def _runtime_problems(loaded: LoadedConfig) -> list[Problem]:
+    cfg, where = loaded.config, str(loaded.path)
+    problems = []
+    for i, src in enumerate(cfg.sources):
+        try:
+            build_parser(parse_spec(src, cfg))
+        except ValueError as exc:
+            problems.append(Problem(where, f"sources.{i}", str(exc)))
+    state = loaded.state_dir
+    if state.exists() and not state.is_dir():
+        problems.append(Problem(where, "state_dir", f"{state} exists and is not a folder"))
+    try:
+        build_sender(loaded)
+    except FileProblems as exc:
+        problems += exc.problems
+    except ValueError as exc:
+        problems.append(Problem(where, "notify", str(exc)))
+    return problems
+
+
+def build_sender(loaded: LoadedConfig) -> AppriseSender:
+    n = loaded.config.notify
+    return AppriseSender(loaded.notify_urls(), loaded.apprise_config(),
+                         {k: list(v) for k, v in n.routes.items()},
+                         timeout=n.timeout.total_seconds())
 
 
 def transition_record(tr: Transition, language: str) -> dict[str, Any]:
@@ -78,9 +116,9 @@ class Daemon:
         cfg = self.loaded.config
         self.sources: list[FileSource] = []
         saved = self.store.engine_state().get("engine", {})
-        started = bool(saved.get("started"))
         for src in cfg.sources:
-            first_run = not started and not self.store.has_offsets(src.name)
+            # start_at applies to a source's first files, also for a source added later
+            first_run = not self.store.has_offsets(src.name)
             fs = FileSource(src.name, self.loaded.source_globs(src), encoding=src.encoding,
                             start_at=src.start_at, max_line_bytes=src.max_line_bytes,
                             first_run=first_run)
@@ -91,12 +129,10 @@ class Daemon:
             saved = {k: v for k, v in saved.items() if k != "windows"}  # boundaries moved
         self.engine.restore(saved, self.store.alert_states())
         self.language = cfg.notify.language
-        sender = AppriseSender(self.loaded.notify_urls(), self.loaded.apprise_config(),
-                               {k: list(v) for k, v in cfg.notify.routes.items()},
-                               timeout=cfg.notify.timeout.total_seconds())
+        self.zone = ZoneInfo(cfg.timezone)  # live alert times read like the log's own
+        sender = build_sender(self.loaded)
         if self.worker is not None:
-            self.worker.stop()
-            self.worker = None
+            self._stop_worker()
         self.sender = sender if sender.has_targets else None
         if self.sender is not None:
             self.worker = OutboxWorker(self.sender.send, on_result=lambda: self.waker.wake())
@@ -184,7 +220,7 @@ class Daemon:
                 backlog_sources.append(fs.name)
         self.engine.feed(lines)
         if now is None:
-            now = datetime.now(timezone.utc).astimezone()
+            now = datetime.now(self.zone)
         if backlog_sources:
             # catching up: let time move only as far as the slowest source has read
             marks = [self.engine.watermarks[s] for s in backlog_sources
@@ -269,6 +305,11 @@ class Daemon:
                 log.error("reload refused, keeping the running config: %s", p)
             systemd.notify("READY=1\nSTATUS=reload refused: config invalid")
             return False
+        except Exception as exc:  # a config the checks did not foresee must not stop the agent
+            log.error("reload refused, keeping the running config: %s: %s",
+                      type(exc).__name__, exc)
+            systemd.notify("READY=1\nSTATUS=reload refused")
+            return False
         self._commit([], [])
         self._teardown_sources()
         old = self.loaded, self.rules
@@ -298,12 +339,17 @@ class Daemon:
         finally:
             self._teardown_sources()
             if self.worker is not None:
-                # give a delivery under way its chance to finish; the rest waits in the outbox
-                self.worker.stop()
-                for res in self.worker.results():
-                    if res.delivery.ok:
-                        self.store.outbox_delivered(res.id)
+                self._stop_worker()
             self.store.close()
+
+    def _stop_worker(self) -> None:
+        """Let a delivery under way finish and record it, so it is not sent again later."""
+        assert self.worker is not None
+        self.worker.stop()
+        for res in self.worker.results():
+            if res.delivery.ok:
+                self.store.outbox_delivered(res.id)
+        self.worker = None
 
 
 def _checkpoint(row: dict[str, Any]) -> FileCheckpoint:

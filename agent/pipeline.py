@@ -13,17 +13,18 @@ from datetime import datetime
 from typing import Any, Callable, Iterable
 
 from agent.alerts import AlertBook, AlertState
-from agent.config import LoadedConfig, SourceConfig
+from agent.config import AgentConfig, LoadedConfig, SourceConfig
 from agent.detect.base import Rule
 from agent.features import Windows
 from agent.parse import ParseSpec, build_parser
 from agent.types import Event, ParseFailure, RawLine, Transition, Window
 
 
-def parse_spec(src: SourceConfig, timezone: str) -> ParseSpec:
+def parse_spec(src: SourceConfig, cfg: AgentConfig) -> ParseSpec:
     return ParseSpec(name=src.name, format=src.format, fields=dict(src.fields),
                      values={k: dict(v) for k, v in src.values.items()}, pattern=src.pattern,
-                     timestamp_format=src.timestamp_format, event=src.event, timezone=timezone)
+                     timestamp_format=src.timestamp_format, event=src.event,
+                     timezone=cfg.timezone, max_future=cfg.max_future)
 
 
 class Engine:
@@ -33,7 +34,7 @@ class Engine:
                  clock: Callable[[], datetime] | None = None):
         cfg = loaded.config
         self.config = cfg
-        self.parsers = {s.name: build_parser(parse_spec(s, cfg.timezone), clock)
+        self.parsers = {s.name: build_parser(parse_spec(s, cfg), clock)
                         for s in cfg.sources}
         self.windows = Windows(self.parsers, cfg.window, cfg.lateness)
         self.rules = rules
@@ -45,7 +46,10 @@ class Engine:
                     self._observers.setdefault(s, []).append(r)
         self.book = AlertBook({r.name: r for r in rules}, cfg.notify.repeat_interval)
         self.started = False
-        self.watermarks: dict[str, datetime] = {}  # newest event time per source
+        # per source, the newest event time confirmed by the event after it: one line stamped
+        # hours ahead (a wrong clock) must not move time forward and make every other line late
+        self.watermarks: dict[str, datetime] = {}
+        self._last: dict[str, datetime] = {}
         self.counters: Counter[tuple[str, str]] = Counter()  # drained into each batch
         self.failures: list[ParseFailure] = []  # samples, drained into each batch
         self.closed: list[Window] = []  # drained into each batch
@@ -73,9 +77,13 @@ class Engine:
             self.counters[(ev.source, "late")] += 1
         for r in self._observers.get(ev.source, ()):
             r.observe(ev)
-        wm = self.watermarks.get(ev.source)
-        if wm is None or ev.ts > wm:
-            self.watermarks[ev.source] = ev.ts
+        src, ts = ev.source, ev.ts
+        prev = self._last.get(src)
+        self._last[src] = ts
+        confirmed = ts if prev is None or ts < prev else prev
+        wm = self.watermarks.get(src)
+        if wm is None or confirmed > wm:
+            self.watermarks[src] = confirmed
 
     def feed(self, lines: Iterable[RawLine]) -> None:
         for raw in lines:
@@ -86,11 +94,11 @@ class Engine:
     # -- time moves ------------------------------------------------------------------------
     def advance(self, now: datetime) -> list[Transition]:
         """Close the windows `now` has passed, evaluate the rules, return alert transitions."""
-        if not self.started:
-            self.windows.start(now)
-            for r in self.rules:
-                r.start(now)
-            self.started = True
+        # no-ops for what already started; a source or rule added by a reload starts here
+        self.windows.start(now)
+        for r in self.rules:
+            r.start(now)
+        self.started = True
         closed = self.windows.advance(now)
         if not closed:
             return []

@@ -32,6 +32,7 @@ class NoSourceForFile(ValueError):
 class ReplayResult:
     lines: int = 0
     unparsed: int = 0
+    late: int = 0  # lines whose window had closed (out of order by more than `lateness`)
     windows: int = 0
     transitions: list[Transition] = field(default_factory=list)
     seconds: float = 0.0
@@ -70,7 +71,7 @@ def configured_files(loaded: LoadedConfig) -> list[tuple[SourceConfig, str]]:
 def _events(engine: Engine, src: SourceConfig, path: str) -> Iterator[tuple[datetime, int, object]]:
     reader = FileSource(src.name, [glob.escape(path)], encoding=src.encoding,
                         max_line_bytes=src.max_line_bytes)
-    last = _FIRST
+    last = prev = _FIRST
     seq = 0
     try:
         while True:
@@ -80,9 +81,11 @@ def _events(engine: Engine, src: SourceConfig, path: str) -> Iterator[tuple[date
             for raw in lines:
                 r = engine.parse(raw)
                 if isinstance(r, Event):
-                    last = r.ts
+                    # merge by the time the next line confirms, as the engine's clock does:
+                    # a lone line stamped hours ahead must not drain the other files past it
+                    prev, last = last, r.ts
                 seq += 1
-                yield last, seq, r
+                yield (last if last < prev or prev is _FIRST else prev), seq, r
     finally:
         reader.close()
 
@@ -114,15 +117,17 @@ def replay(loaded: LoadedConfig, rules: list[Rule], pairs: list[tuple[SourceConf
         if isinstance(r, ParseFailure):
             continue
         assert isinstance(r, Event)
-        engine.ingest(r)
         last_ts = ts
         t = ts.timestamp()
         if due is None or t >= due:
+            # time moves first: windows before this line close before it is seen, so an
+            # absence ends no earlier than the line that ends it
             emit(engine.advance(ts))
             # the next window can close at its end + lateness; an end computed from `t`
             # alone would skip one when `t` falls within the lateness after a boundary
             open_from = t - lateness
             due = open_from - open_from % step + step + lateness
+        engine.ingest(r)
     if last_ts is not None:
         # the end of the files: let every window that holds data close
         end = last_ts + loaded.config.window + loaded.config.lateness
@@ -132,6 +137,7 @@ def replay(loaded: LoadedConfig, rules: list[Rule], pairs: list[tuple[SourceConf
         result.counters.setdefault(src, {})[name] = n
     result.lines = sum(c.get("lines", 0) for c in result.counters.values())
     result.unparsed = sum(c.get("unparsed", 0) for c in result.counters.values())
+    result.late = sum(c.get("late", 0) for c in result.counters.values())
     result.windows = len(drained.windows)
     result.seconds = time.perf_counter() - t0
     return result

@@ -72,7 +72,7 @@ def _one_rule(doc: YamlDoc, i: int, item: Any, sources: Collection[str]):
     if not isinstance(item, dict):
         return None, Problem(doc.path, dotted(base), "expected a mapping", doc.line_of(base))
     kind = item.get("type")
-    if kind not in RULE_TYPES:
+    if not isinstance(kind, str) or kind not in RULE_TYPES:
         return None, Problem(doc.path, dotted(base + ("type",)),
                              f"unknown rule type {kind!r}; expected one of "
                              f"{', '.join(sorted(RULE_TYPES))}", doc.line_of(base + ("type",)))
