@@ -8,6 +8,7 @@ windows, so "nothing happened" is visible to the rules.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable
@@ -17,6 +18,8 @@ from agent.types import Event, Window
 FAIL_STATUSES = frozenset({"failed", "fail", "failure", "error"})
 ERROR_LEVELS = frozenset({"error", "err", "critical", "crit", "fatal", "alert", "emerg"})
 MAX_CATCH_UP = 2000  # windows emitted at most per source after a long gap
+EXACT_LATENCIES = 2000  # samples per window kept exactly; beyond, 1% buckets
+_STEP = math.log(1.01)
 
 # Every feature a window carries; rule expressions and templates are checked against these.
 FEATURES: dict[str, str] = {
@@ -44,6 +47,70 @@ FEATURES: dict[str, str] = {
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
+class Latencies:
+    """Latency samples of one window: exact while few, then 1%-wide logarithmic buckets.
+
+    Percentiles stay exact for ordinary windows; a month-end window with hundreds of thousands
+    of uploads costs a few hundred buckets in memory and in each checkpoint, not every sample,
+    and its p50/p95 are within 1%.
+    """
+
+    __slots__ = ("exact", "buckets", "n", "total", "max")
+
+    def __init__(self) -> None:
+        self.exact: list[float] = []
+        self.buckets: dict[int, int] = {}  # log-bucket -> count, for samples moved out of exact
+        self.n = 0  # samples in buckets
+        self.total = 0.0
+        self.max = 0.0
+
+    def compact(self) -> None:
+        for v in self.exact:
+            b = int(math.log(v) / _STEP) if v > 1.0 else 0
+            self.buckets[b] = self.buckets.get(b, 0) + 1
+            self.total += v
+            if v > self.max:
+                self.max = v
+        self.n += len(self.exact)
+        self.exact = []
+
+    def summary(self) -> tuple[int, float, float, float, float]:
+        """(count, p50, p95, max, mean)."""
+        if not self.buckets:
+            lat = sorted(self.exact)
+            if not lat:
+                return 0, 0.0, 0.0, 0.0, 0.0
+            return (len(lat), _percentile(lat, 0.50), _percentile(lat, 0.95), lat[-1],
+                    sum(lat) / len(lat))
+        self.compact()
+        return (self.n, self._bucket_percentile(0.50), self._bucket_percentile(0.95), self.max,
+                self.total / self.n)
+
+    def _bucket_percentile(self, q: float) -> float:
+        rank = max(1, math.ceil(q * self.n))
+        seen = 0
+        for b in sorted(self.buckets):
+            seen += self.buckets[b]
+            if seen >= rank:
+                return min(self.max, math.exp((b + 0.5) * _STEP)) if b else min(self.max, 1.0)
+        return self.max
+
+    def to_json(self) -> dict[str, Any]:
+        return {"exact": self.exact, "buckets": {str(k): v for k, v in self.buckets.items()},
+                "n": self.n, "total": self.total, "max": self.max}
+
+    @classmethod
+    def from_json(cls, d: Any) -> "Latencies":
+        lat = cls()
+        if isinstance(d, list):  # state written before buckets existed
+            lat.exact = list(d)
+            return lat
+        lat.exact = list(d["exact"])
+        lat.buckets = {int(k): v for k, v in d["buckets"].items()}
+        lat.n, lat.total, lat.max = d["n"], d["total"], d["max"]
+        return lat
+
+
 class _Acc:
     """Running counts of one open window."""
 
@@ -53,7 +120,7 @@ class _Acc:
         self.count = 0
         self.statuses: Counter[str] = Counter()
         self.errors = 0
-        self.latencies: list[float] = []
+        self.latencies = Latencies()
         self.codes: Counter[str] = Counter()
 
     def add(self, ev: Event) -> None:
@@ -66,13 +133,16 @@ class _Acc:
         if ev.level is not None and ev.level.lower() in ERROR_LEVELS:
             self.errors += 1
         if ev.latency_ms is not None:
-            self.latencies.append(ev.latency_ms)
+            exact = self.latencies.exact
+            exact.append(ev.latency_ms)
+            if len(exact) > EXACT_LATENCIES:
+                self.latencies.compact()
         if ev.error_code:
             self.codes[ev.error_code] += 1
 
     def to_json(self) -> dict[str, Any]:
         return {"count": self.count, "statuses": dict(self.statuses), "errors": self.errors,
-                "latencies": self.latencies, "codes": dict(self.codes)}
+                "latencies": self.latencies.to_json(), "codes": dict(self.codes)}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "_Acc":
@@ -80,7 +150,7 @@ class _Acc:
         acc.count = d["count"]
         acc.statuses.update(d["statuses"])
         acc.errors = d["errors"]
-        acc.latencies = list(d["latencies"])
+        acc.latencies = Latencies.from_json(d["latencies"])
         acc.codes.update(d["codes"])
         return acc
 
@@ -93,10 +163,15 @@ def _percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[k]
 
 
+def empty_features(length: timedelta = timedelta(minutes=5)) -> dict[str, Any]:
+    """The features of a window without events: what rules are tried on at load."""
+    return compute_features(_Acc(), length)
+
+
 def compute_features(acc: _Acc, length: timedelta) -> dict[str, Any]:
     n = acc.count
     st = acc.statuses
-    lat = sorted(acc.latencies)
+    lat_n, p50, p95, lat_max, lat_avg = acc.latencies.summary()
     failed, timeout = st.get("failed", 0), st.get("timeout", 0)
     top = acc.codes.most_common(1)
     return {
@@ -108,11 +183,11 @@ def compute_features(acc: _Acc, length: timedelta) -> dict[str, Any]:
         "failure_rate": (failed + timeout) / n if n else 0.0,
         "timeout_rate": timeout / n if n else 0.0,
         "errors": acc.errors,
-        "latency_count": len(lat),
-        "latency_p50": _percentile(lat, 0.50),
-        "latency_p95": _percentile(lat, 0.95),
-        "latency_max": lat[-1] if lat else 0.0,
-        "latency_avg": sum(lat) / len(lat) if lat else 0.0,
+        "latency_count": lat_n,
+        "latency_p50": p50,
+        "latency_p95": p95,
+        "latency_max": lat_max,
+        "latency_avg": lat_avg,
         "error_codes": dict(acc.codes),
         "error_count": sum(acc.codes.values()),
         "distinct_error_codes": len(acc.codes),

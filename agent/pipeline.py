@@ -7,6 +7,7 @@ with the wall clock; replay feeds it from files merged in event time.
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,6 +19,8 @@ from agent.detect.base import Rule
 from agent.features import Windows
 from agent.parse import ParseSpec, build_parser
 from agent.types import Event, ParseFailure, RawLine, Transition, Window
+
+log = logging.getLogger(__name__)
 
 
 def parse_spec(src: SourceConfig, cfg: AgentConfig) -> ParseSpec:
@@ -54,7 +57,7 @@ class Engine:
         self.failures: list[ParseFailure] = []  # samples, drained into each batch
         self.closed: list[Window] = []  # drained into each batch
         self.changed: list[AlertState] = []  # alert states to persist, drained into each batch
-        self.last_eval_error = ""
+        self.eval_errors: dict[str, str] = {}  # rule -> its last evaluation error
 
     # -- lines in --------------------------------------------------------------------------
     def parse(self, raw: RawLine) -> Event | ParseFailure:
@@ -110,7 +113,10 @@ class Engine:
                     f = r.evaluate(w)
                 except ValueError as exc:  # a rule that cannot be evaluated is counted, not fatal
                     self.counters[("rule:" + r.name, "eval_errors")] += 1
-                    self.last_eval_error = str(exc)
+                    if r.name not in self.eval_errors:
+                        log.warning("rule %s cannot be evaluated (counted, not repeated): %s",
+                                    r.name, exc)
+                    self.eval_errors[r.name] = str(exc)
                     continue
                 if f is not None:
                     findings.append(f)

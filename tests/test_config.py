@@ -234,3 +234,16 @@ def test_a_key_given_twice_is_an_error_not_a_silent_override(conf_dir):
     p = only_problem(path)
     assert (p.file, p.key, p.line) == (str(path), "sources.0.format", 8)
     assert "twice" in p.message and "line 7" in p.message
+
+
+@pytest.mark.parametrize("key, value, says", [
+    ("poll_interval", "0s", "more than 0"),  # 0 would spin the daemon at full CPU
+    ("retention", "0s", "more than 0"),
+    ("max_future", "0s", "more than 0"),
+    ("lateness", "-5", "negative"),
+    ("window", "99999999999d", "too large"),
+])
+def test_unsafe_durations_are_refused(conf_dir, key, value, says):
+    text = VALID.replace("window: 5m\n", "") + f"{key}: {value}\n"
+    p = only_problem(write(conf_dir, text))
+    assert p.key == key and says in p.message

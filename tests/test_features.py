@@ -150,3 +150,23 @@ def test_state_and_restore_continue_identically():
     late_event = ev(0)
     assert straight.add(late_event) is after.add(late_event) is False
     assert straight.late == after.late
+
+
+def test_a_huge_window_keeps_percentiles_within_one_percent_and_a_small_checkpoint():
+    import math
+    import random
+
+    rnd = random.Random(7)
+    samples = [rnd.lognormvariate(5.5, 0.8) for _ in range(50_000)]  # a month-end window
+    w = Windows(["upload"], FIVE, LATE)
+    for i, v in enumerate(samples):
+        w.add(ev(i * 0.005, "ok", v))
+    state = json.dumps(w.state())
+    (win,) = w.advance(T0 + FIVE + LATE)
+    exact = sorted(samples)
+    for q, name in ((0.5, "latency_p50"), (0.95, "latency_p95")):
+        truth = exact[math.ceil(q * len(exact)) - 1]
+        assert abs(win.features[name] - truth) / truth < 0.01
+    assert win.features["latency_max"] == exact[-1]
+    assert win.features["latency_count"] == 50_000
+    assert len(state) < 100_000  # not every sample: ~2k exact values plus buckets

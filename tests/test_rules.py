@@ -238,6 +238,39 @@ def test_private_attribute_in_when_is_refused_at_load(tmp_path):
     assert "__class__" in p.message
 
 
+@pytest.mark.parametrize("when, says", [
+    # comparing the top code (text) with a number fails in every window: refused at load
+    ("top_error_code > 1000", "not supported"),
+    # a division by a count that is 0 in quiet windows: refused, with the guard to write
+    ("failed / count > 0.5", "count > 0 and"),
+    # a method that would change the features for the other rules
+    ("error_codes.clear() or count > 1", "clear"),
+])
+def test_when_that_fails_on_a_quiet_window_is_refused_at_load(tmp_path, when, says):
+    write_rules(tmp_path, f"""\
+        rules:
+          - name: fragile
+            type: threshold
+            source: upload
+            when: "{when}"
+        """)
+    (p,) = problems_of(tmp_path)
+    assert p.key == "rules.0.when"
+    assert says in p.message
+
+
+def test_guarded_division_loads(tmp_path):
+    write_rules(tmp_path, """\
+        rules:
+          - name: guarded
+            type: threshold
+            source: upload
+            when: "count > 0 and failed / count > 0.5"
+        """)
+    (rule,) = load_rules([str(tmp_path / "*.yaml")], ["upload"])
+    assert rule.name == "guarded"
+
+
 # -- absence, end to end through the engine ---------------------------------------------------
 
 def absence_engine(tmp_path: Path, rules_text: str) -> Engine:

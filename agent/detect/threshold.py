@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import Any, Mapping
 
 from agent.detect.base import Rule, RuleConfig, register
 from agent.detect.expr import ExprError, Expression
-from agent.features import FEATURES
+from agent.features import FEATURES, empty_features
 from agent.types import Finding, Window
 
 
@@ -30,12 +31,23 @@ class ThresholdRule(Rule):
         self.source = config.source
         try:
             self.when = Expression(config.when, FEATURES)
+            # a type error ('' > 1000) or a division by a zero count would otherwise fail in
+            # every quiet window at run time: try it on an empty window now
+            self.when(_names(empty_features()))
         except ExprError as exc:
-            raise ExprError(str(exc), key="when") from None
+            raise ExprError(f"{exc} (tried on a window without events; guard with "
+                            f"`count > 0 and ...` if needed)"
+                            if "failed:" in str(exc) else str(exc), key="when") from None
 
     def evaluate(self, window: Window) -> Finding | None:
         if window.source != self.source:
             return None
         values = dict(window.features, source=self.source,
                       window_start=window.start.isoformat(), window_end=window.end.isoformat())
-        return Finding(self.name, self.when(window.features), window.end, self.labels, values)
+        return Finding(self.name, self.when(_names(window.features)), window.end, self.labels,
+                       values)
+
+
+def _names(features: Mapping[str, Any]) -> dict[str, Any]:
+    # the expression sees a read-only view of the error-code counts: no `.clear()` on them
+    return dict(features, error_codes=MappingProxyType(features["error_codes"]))
