@@ -56,7 +56,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     loaded, rules = load_all(args.config)
     language = args.language or loaded.config.notify.language
     try:
-        pairs = match_files(loaded, args.files) if args.files else configured_files(loaded)
+        pairs = (match_files(loaded, args.files, args.source) if args.files
+                 else configured_files(loaded))
     except NoSourceForFile as exc:
         print(f"invoice-agent replay: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -137,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="*", metavar="FILE",
                    help="log files (matched to sources by the configured globs); default: "
                         "every configured source")
+    p.add_argument("--source", metavar="NAME",
+                   help="read every FILE as this source (e.g. a rotated upload.log.1)")
     p.add_argument("--format", choices=["text", "jsonl"], default="text",
                    help="jsonl: one JSON object per alert transition on stdout")
     p.add_argument("--language", choices=["zh", "en"], help="summary language (default: config)")

@@ -31,13 +31,12 @@ from agent.pipeline import Engine, parse_spec
 from agent.sources.files import FileSource
 from agent.sources.position import FileCheckpoint
 from agent.sources.watch import Waker
-from agent.store import Batch, Store
+from agent.store import DB_NAME, Batch, Store
 from agent.types import RawLine, Transition
 from agent.yamlfile import FileProblems, Problem
 
 log = logging.getLogger("invoice_agent")
 
-DB_NAME = "agent.db"
 WAKER_CHECK_SECONDS = 5.0
 
 
@@ -277,8 +276,7 @@ class Daemon:
                 self.store.outbox_delivered(res.id)
                 log.info("delivered alert #%d: %s", res.id, d.detail)
             else:
-                row = next(iter(self.store.db["outbox"].rows_where("id = ?", [res.id])), None)
-                attempts = (row["attempts"] if row else 0) + 1
+                attempts = self.store.outbox_attempts(res.id) + 1
                 delay = next_attempt_delay(attempts)
                 self.store.outbox_failed(res.id, d.detail, now + delay)
                 log.warning("delivery of alert #%d failed (attempt %d, retry in %.0fs): %s",

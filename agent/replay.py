@@ -44,8 +44,16 @@ class ReplayResult:
                    "interval elapsed")
 
 
-def match_files(loaded: LoadedConfig, files: list[str]) -> list[tuple[SourceConfig, str]]:
-    """Pair each FILE with the first source whose glob matches its path (or its name)."""
+def match_files(loaded: LoadedConfig, files: list[str],
+                source: str | None = None) -> list[tuple[SourceConfig, str]]:
+    """Pair each FILE with the first source whose glob matches its path (or its name), or
+    with the source named `source` (for rotated copies such as upload.log.1)."""
+    if source is not None:
+        named = [s for s in loaded.config.sources if s.name == source]
+        if not named:
+            raise NoSourceForFile(f"no source named {source!r}; configured: "
+                                  f"{', '.join(s.name for s in loaded.config.sources)}")
+        return [(named[0], os.path.abspath(f)) for f in files]
     out = []
     for f in files:
         path = os.path.abspath(f)
@@ -56,7 +64,8 @@ def match_files(loaded: LoadedConfig, files: list[str]) -> list[tuple[SourceConf
                 out.append((src, path))
                 break
         else:
-            raise NoSourceForFile(f"{f} matches no configured source's paths")
+            raise NoSourceForFile(f"{f} matches no configured source's paths "
+                                  f"(name the source with --source)")
     return out
 
 

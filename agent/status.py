@@ -5,14 +5,11 @@ Reading works while the daemon runs (WAL mode allows a second reader).
 
 from __future__ import annotations
 
-import json
-import sqlite3
 from pathlib import Path
 from typing import Any
 
 from agent.config import load_config
-
-DB_NAME = "agent.db"
+from agent.store import DB_NAME, Store
 
 
 def collect(config_path: str) -> dict[str, Any]:
@@ -27,33 +24,15 @@ def collect(config_path: str) -> dict[str, Any]:
     if not Path(db_path).is_file():
         out["note"] = "no state yet: the agent has not run with this config"
         return out
-    # as_uri() escapes '#', '?' and '%' that a plain "file:" URI would misread
-    conn = sqlite3.connect(f"{Path(db_path).absolute().as_uri()}?mode=ro", uri=True)
-    conn.row_factory = sqlite3.Row
+    store = Store(db_path, readonly=True)
     try:
-        for r in conn.execute("SELECT * FROM file_offsets ORDER BY source, path"):
-            src = out["sources"].setdefault(r["source"], {"files": []})
-            src["files"].append({"path": r["path"], "offset": r["offset"], "lines": r["line_no"],
-                                 "updated": r["updated"]})
-        for r in conn.execute("SELECT * FROM source_counters"):
-            if r["source"] in out["sources"]:
-                out["sources"][r["source"]][r["name"]] = r["value"]
-        for r in conn.execute("SELECT source, line_no, path, reason, text FROM unparsed "
-                              "ORDER BY id DESC LIMIT 200"):
-            src = out["sources"].get(r["source"])
-            if src is not None and len(src["samples"]) < 3:
-                src["samples"].append(dict(r))
-        for r in conn.execute("SELECT data FROM alerts WHERE state = 'firing' ORDER BY updated"):
-            a = json.loads(r["data"])
-            out["firing"].append({k: a[k] for k in ("rule", "severity", "labels", "fired_at")})
-        for r in conn.execute("SELECT status, count(*) AS n FROM outbox GROUP BY status"):
-            out["outbox"][r["status"]] = r["n"]
-        row = conn.execute("SELECT last_error FROM outbox WHERE status = 'pending' AND "
-                           "last_error != '' ORDER BY id DESC LIMIT 1").fetchone()
-        if row:
-            out["outbox"]["last_error"] = row["last_error"]
+        found = store.summary()
     finally:
-        conn.close()
+        store.close()
+    for name, data in found["sources"].items():
+        if name in out["sources"]:
+            out["sources"][name].update(data)
+    out["firing"], out["outbox"] = found["firing"], found["outbox"]
     return out
 
 

@@ -18,6 +18,7 @@ from typing import Any, Mapping
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
+DB_NAME = "agent.db"  # inside state_dir
 SAMPLES_PER_SOURCE = 50  # unparsed lines kept per source for inspection
 
 migrations = Migrations("invoice-agent")
@@ -77,7 +78,14 @@ def _now() -> str:
 class Store:
     """SQLite state of one agent. `path=":memory:"` for replays that must not touch state."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, readonly: bool = False):
+        if readonly:
+            # `status` beside a running daemon: no migrations, no writes; as_uri() escapes the
+            # '#', '?' and '%' a plain "file:" URI would misread
+            conn = sqlite3.connect(f"{Path(path).absolute().as_uri()}?mode=ro", uri=True)
+            conn.execute("PRAGMA busy_timeout=5000")
+            self.db = Database(conn)
+            return
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(str(path), isolation_level=None)
@@ -168,11 +176,46 @@ class Store:
                 "DELETE FROM outbox WHERE status = 'sent' AND id NOT IN (SELECT id FROM outbox "
                 "WHERE status = 'sent' ORDER BY id DESC LIMIT ?)", [keep_sent])
 
+    # -- what `status` shows ---------------------------------------------------------------
+    def summary(self, samples_per_source: int = 3) -> dict[str, Any]:
+        """Files and offsets, counters and unparsed samples per source; firing alerts; outbox."""
+        db = self.db
+        sources: dict[str, dict[str, Any]] = {}
+
+        def src(name: str) -> dict[str, Any]:
+            return sources.setdefault(name, {"files": [], "samples": []})
+
+        for r in db["file_offsets"].rows_where(order_by="source, path"):
+            src(r["source"])["files"].append({"path": r["path"], "offset": r["offset"],
+                                              "lines": r["line_no"], "updated": r["updated"]})
+        for r in db["source_counters"].rows:
+            src(r["source"])[r["name"]] = r["value"]
+        for r in db["unparsed"].rows_where(order_by="id desc", limit=200):
+            s = src(r["source"])
+            if len(s["samples"]) < samples_per_source:
+                s["samples"].append({k: r[k] for k in ("path", "line_no", "reason", "text")})
+        firing = []
+        for r in db["alerts"].rows_where("state = 'firing'", order_by="updated"):
+            a = json.loads(r["data"])
+            firing.append({k: a[k] for k in ("rule", "severity", "labels", "fired_at")})
+        outbox: dict[str, Any] = {"pending": 0, "sent": 0}
+        for status, n in db.execute("SELECT status, count(*) FROM outbox GROUP BY status"):
+            outbox[status] = n
+        row = db.execute("SELECT last_error FROM outbox WHERE status = 'pending' AND "
+                         "last_error != '' ORDER BY id DESC LIMIT 1").fetchone()
+        if row:
+            outbox["last_error"] = row[0]
+        return {"sources": sources, "firing": firing, "outbox": outbox}
+
     # -- outbox ------------------------------------------------------------------------------
     def pending_outbox(self, limit: int = 500) -> list[dict[str, Any]]:
         """Undelivered notifications, oldest first."""
         return list(self.db["outbox"].rows_where("status = 'pending'", order_by="id",
                                                  limit=limit))
+
+    def outbox_attempts(self, item_id: int) -> int:
+        row = self.db.execute("SELECT attempts FROM outbox WHERE id = ?", [item_id]).fetchone()
+        return row[0] if row else 0
 
     def outbox_delivered(self, item_id: int) -> None:
         with self.db.atomic():

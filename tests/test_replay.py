@@ -1,0 +1,68 @@
+"""Replay in event time: a stray timestamp, rotated files, and what the summary counts."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from agent.demo import prepare
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "agent", *args], capture_output=True,
+                          text=True, timeout=120, check=False)
+
+
+def transitions(stdout: str) -> list[tuple[str, str, str]]:
+    recs = [json.loads(line) for line in stdout.splitlines()]
+    return [(r["ts"], r["rule"], r["state"]) for r in recs]
+
+
+def test_one_line_stamped_hours_ahead_does_not_hide_the_days_incidents(tmp_path):
+    config, _ = prepare(tmp_path)
+    log = config.parent / "logs" / "upload.log"
+    clean = cli("replay", "-c", str(config), "--format", "jsonl", str(log))
+    # a host with a wrong clock writes one line at 17:30 among the 09:30 lines
+    lines = log.read_bytes().splitlines(keepends=True)
+    i = next(n for n, line in enumerate(lines) if b'"2026-11-02 09:30' in line)
+    stray = json.loads(lines[i])
+    stray["time"] = "2026-11-02 17:30:00"
+    lines.insert(i, json.dumps(stray, ensure_ascii=False).encode() + b"\n")
+    log.write_bytes(b"".join(lines))
+    skewed = cli("replay", "-c", str(config), "--format", "jsonl", str(log))
+    assert skewed.returncode == 1, skewed.stderr
+    assert transitions(skewed.stdout) == transitions(clean.stdout)
+    assert len(transitions(clean.stdout)) == 6  # three incidents, each fired and resolved
+    assert "late 0" in skewed.stderr
+
+
+def test_a_rotated_copy_is_replayed_as_the_source_named(tmp_path):
+    config, _ = prepare(tmp_path)
+    logs = config.parent / "logs"
+    rotated = logs / "upload.log.1"
+    (logs / "upload.log").rename(rotated)
+    refused = cli("replay", "-c", str(config), str(rotated))
+    assert refused.returncode == 2
+    assert "--source" in refused.stderr
+    named = cli("replay", "-c", str(config), "--format", "jsonl", "--source", "upload",
+                str(rotated))
+    assert named.returncode == 1, named.stderr
+    assert {rule for _, rule, _ in transitions(named.stdout)} == {
+        "upload_outage", "upload_latency", "upload_failure_rate"}
+    unknown = cli("replay", "-c", str(config), "--source", "uplaod", str(rotated))
+    assert unknown.returncode == 2 and "no source named 'uplaod'" in unknown.stderr
+
+
+def test_late_lines_are_counted_in_the_summary(tmp_path):
+    config, _ = prepare(tmp_path)
+    log = config.parent / "logs" / "upload.log"
+    # a line from 06:00 appended at the end of the day: its window closed long ago
+    line = {"time": "2026-11-02 06:00:00", "action": "upload", "fphm": "1", "amount": "1.00",
+            "result": "成功", "cost": 100, "code": None}
+    with open(log, "a", encoding="utf-8") as f:
+        f.write(json.dumps(line, ensure_ascii=False) + "\n")
+    done = cli("replay", "-c", str(config), str(log))
+    assert "late 1 " in done.stderr
+
+
