@@ -84,7 +84,8 @@ def _events(engine: Engine, src: SourceConfig, path: str) -> Iterator[tuple[date
     seq = 0
     try:
         while True:
-            lines = reader.poll(50000)
+            # at the end, a last line without its newline is a line too
+            lines = reader.poll(50000) or reader.flush()
             if not lines:
                 break
             for raw in lines:

@@ -66,3 +66,12 @@ def test_late_lines_are_counted_in_the_summary(tmp_path):
     assert "late 1 " in done.stderr
 
 
+
+
+def test_last_line_without_newline_is_replayed(tmp_path):
+    config, _ = prepare(tmp_path)
+    log = config.parent / "logs" / "upload.log"
+    log.write_bytes(log.read_bytes().rstrip(b"\n"))
+    with_newline = log.read_bytes().count(b"\n") + 1  # the last line has none
+    done = cli("replay", "-c", str(config), str(log))
+    assert f"lines {with_newline} " in done.stderr

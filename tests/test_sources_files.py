@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gzip
 import os
 import random
 import shutil
+import time
 
 import pytest
 
@@ -131,10 +133,136 @@ def test_copytruncate_with_copy_matching_glob_is_not_read_again(tmp_path):
     os.truncate(log, 0)
     append(log, "after rotation, long enough to pass the old offset " * 4 + "\n")
     lines = src.poll()
-    assert sorted(texts(lines)) == sorted(
-        ["written just before rotation", "after rotation, long enough to pass the old offset " * 4])
-    copied = [ln for ln in lines if ln.path.endswith(".1")]
-    assert [ln.line_no for ln in copied] == [11]
+    assert texts(lines) == [
+        "written just before rotation", "after rotation, long enough to pass the old offset " * 4]
+    assert [(ln.path, ln.line_no) for ln in lines] == [
+        (str(tmp_path / "upload.log.1"), 11), (str(log), 1)]
+    assert src.poll() == []  # the copy, still matched by the glob, is not read again
+
+
+def rotate_by_copytruncate(log, copy) -> None:
+    shutil.copy(log, copy)
+    os.truncate(log, 0)
+
+
+@pytest.mark.parametrize("copy_name", ["upload.log.1", "upload.log-20261122"])
+def test_copytruncate_to_a_name_the_glob_does_not_match_loses_no_line(tmp_path, copy_name):
+    log = tmp_path / "upload.log"
+    src = FileSource("up", [str(tmp_path / "upload*.log")], rotate_grace=0)
+    append(log, "".join(f"read {i}\n" for i in range(5)))
+    assert texts(src.poll()) == [f"read {i}" for i in range(5)]
+    append(log, "unread 1\nunread 2\n")  # written after our last read, before the rotation
+    rotate_by_copytruncate(log, tmp_path / copy_name)
+    append(log, "after 1\nafter 2\n")
+    lines = drain(src)
+    assert texts(lines) == ["unread 1", "unread 2", "after 1", "after 2"]
+    assert [(ln.path, ln.line_no) for ln in lines] == [
+        (str(tmp_path / copy_name), 6), (str(tmp_path / copy_name), 7), (str(log), 1),
+        (str(log), 2)]
+    assert src.stats["truncations"] == 1
+    append(log, "later\n")
+    assert texts(src.poll()) == ["later"]
+    assert [cp.path for cp in src.checkpoints()] == [str(log)]  # the copy was let go
+
+
+def test_copytruncate_recovery_when_the_file_regrew_past_the_old_offset(tmp_path):
+    log = tmp_path / "upload.log"
+    src = FileSource("up", [str(tmp_path / "upload*.log")])
+    append(log, "old 1\nold 2\n")
+    assert texts(src.poll()) == ["old 1", "old 2"]
+    append(log, "old 3\n")
+    rotate_by_copytruncate(log, tmp_path / "upload.log.1")
+    new = [f"new line long enough to pass the old offset {i}" for i in range(5)]
+    append(log, "".join(t + "\n" for t in new))
+    assert texts(drain(src)) == ["old 3"] + new
+
+
+def test_copytruncate_ignores_compressed_and_unrelated_files_in_the_folder(tmp_path):
+    log = tmp_path / "upload.log"
+    src = FileSource("up", [str(tmp_path / "upload*.log")], rotate_grace=0)
+    header = "=== invoice uploader log, started by systemd, pid and version follow ===\n"
+    append(log, header + "".join(f"read {i}\n" for i in range(5)))
+    assert len(src.poll()) == 6
+    append(log, "unread\n")
+    # Newer than the real copy, so looked at first: an older rotation with the same header
+    # (same head) but other lines at the old offset, and a compressed older rotation.
+    append(tmp_path / "upload.log.2", header + "".join(f"other {i:04}\n" for i in range(50)))
+    with gzip.open(tmp_path / "upload.log.3.gz", "wb") as f:
+        f.write((header + "compressed line\n" * 10).encode() + os.urandom(4096))
+    rotate_by_copytruncate(log, tmp_path / "upload.log.1")
+    later = time.time() + 60
+    for decoy in ("upload.log.2", "upload.log.3.gz"):
+        os.utime(tmp_path / decoy, (later, later))
+    append(log, "after\n")
+    assert texts(drain(src)) == ["unread", "after"]
+
+
+def test_copytruncate_while_the_agent_was_down_recovers_the_unread_lines(tmp_path):
+    log = tmp_path / "upload.log"
+    pattern = str(tmp_path / "upload*.log")
+    src = FileSource("up", [pattern])
+    append(log, "".join(f"read {i}\n" for i in range(5)))
+    assert len(src.poll()) == 5
+    stored = src.checkpoints()
+    src.close()
+    append(log, "unread 1\nunread 2\n")
+    rotate_by_copytruncate(log, tmp_path / "upload.log.1")
+    append(log, "after\n")
+    again = FileSource("up", [pattern], first_run=False, rotate_grace=0)
+    again.restore(stored)
+    lines = drain(again)
+    assert [(ln.text, ln.line_no) for ln in lines] == [
+        ("unread 1", 6), ("unread 2", 7), ("after", 1)]
+    assert [cp.path for cp in again.checkpoints()] == [str(log)]
+
+
+def test_flush_returns_the_last_line_without_newline_once(tmp_path):
+    log = tmp_path / "upload.log"
+    append(log, "a\nb\nlast line")
+    src = FileSource("up", [str(log)])
+    assert texts(src.poll()) == ["a", "b"]
+    assert src.poll() == []
+    lines = src.flush()
+    assert [(ln.text, ln.line_no, ln.path) for ln in lines] == [("last line", 3, str(log))]
+    assert src.poll() == [] and src.flush() == []
+    assert src.checkpoints()[0].offset == os.path.getsize(log)
+
+
+def test_text_appended_after_flush_starts_a_new_line(tmp_path):
+    log = tmp_path / "upload.log"
+    append(log, "first part")
+    src = FileSource("up", [str(log)])
+    assert src.poll() == []
+    assert texts(src.flush()) == ["first part"]
+    append(log, " second\nthird\n")
+    assert [(ln.text, ln.line_no) for ln in src.poll()] == [(" second", 2), ("third", 3)]
+
+
+def test_flush_covers_every_file_and_survives_a_restart(tmp_path):
+    append(tmp_path / "a.log", "a1\na2")
+    append(tmp_path / "b.log", "b1\n")  # ends with a newline: nothing held
+    append(tmp_path / "c.log", b"c1 \xff\r")  # bad byte, half of a CRLF
+    pattern = str(tmp_path / "*.log")
+    src = FileSource("up", [pattern])
+    assert sorted(texts(src.poll())) == ["a1", "b1"]
+    flushed = src.flush()
+    assert sorted((ln.text, ln.replaced) for ln in flushed) == [
+        ("a2", False), ("c1 \ufffd", True)]
+    stored = src.checkpoints()
+    src.close()
+    again = FileSource("up", [pattern], first_run=False)
+    again.restore(stored)
+    assert again.poll() == [] and again.flush() == []
+
+
+def test_flush_returns_a_held_overlong_line_cut(tmp_path):
+    log = tmp_path / "upload.log"
+    src = FileSource("up", [str(log)], max_line_bytes=10)
+    append(log, "x" * 25)
+    assert src.poll() == []
+    assert [(ln.text, ln.truncated) for ln in src.flush()] == [("x" * 10, True)]
+    append(log, "tail\n")
+    assert texts(src.poll()) == ["tail"]
 
 
 def test_delete_and_recreate_loses_no_line(tmp_path):

@@ -12,7 +12,9 @@ Rotation handled (no line lost, none repeated):
   new file is read from 0.
 * copytruncate: same identity, content replaced.  Detected by ``size < position`` or by the
   64 bytes before the offset no longer matching (the file may have regrown past the old offset).
-  If the glob also matches the copy, the copy is resumed at the old offset instead of re-read.
+  Then (only then, also for a truncation while we were down) the folder is searched for the
+  copy (upload.log.1, upload.log-20261122; matched by the globs or not): the file with the same
+  head and fingerprint digests at the old offset.  It is read on from there, then the file from 0.
 * delete and recreate: like rename; the deleted inode stays readable through our handle.
 """
 
@@ -29,7 +31,15 @@ from collections import deque
 from collections.abc import Iterable
 from itertools import count, repeat
 
-from agent.sources.position import PROBE, FileCheckpoint, Tail, locate, same_content
+from agent.sources.position import (
+    PROBE,
+    FileCheckpoint,
+    Tail,
+    copy_candidates,
+    last_line_end,
+    locate,
+    same_content,
+)
 from agent.types import RawLine
 
 log = logging.getLogger(__name__)
@@ -80,8 +90,8 @@ class FileSource:
         self._grace = rotate_grace
         self._tails: dict[str, Tail] = {}
         self._restore: dict[str, FileCheckpoint] = {}
-        # Positions of content that was truncated away (copytruncate): a copy of it that the
-        # globs also match resumes there instead of being read again.
+        # Positions of truncated content whose copy was not found at once: a copy of it that
+        # shows up later under a matching name resumes there instead of being read again.
         self._orphans: deque[FileCheckpoint] = deque(maxlen=32)
         self._polled = False
         self._warned: set[str] = set()
@@ -117,10 +127,11 @@ class FileSource:
             else:
                 t.detached = False
         for t in list(self._tails.values()):
-            self._check_truncation(t)
+            self._check_truncation(t, found)
         # Files with a checkpoint first, so a failed resume can be matched by its copy.
         for fid, path in sorted(found.items(), key=lambda kv: kv[0] not in self._restore):
-            self._open(fid, path, first)
+            if fid not in self._tails:  # not already taken as the copy of a truncated file
+                self._open(fid, path, first, found)
         if first:
             self._restore_rotated()
         out: list[RawLine] = []
@@ -136,6 +147,21 @@ class FileSource:
             if t.detached and t.read_pos >= t.size and len(out) < max_lines \
                     and time.monotonic() - t.grew_at >= self._grace:
                 self._finish(t, out)
+        return out
+
+    def flush(self) -> list[RawLine]:
+        """The held last line of every tracked file that does not end with a newline, as
+        complete lines; each file's checkpoint moves past its line, so no later poll returns it
+        again and text appended afterwards starts a new line.  For one-shot reading (replay),
+        once poll() returns nothing; the daemon does not call it (it waits for the newline)."""
+        out: list[RawLine] = []
+        for t in sorted(self._tails.values(), key=lambda t: not t.detached):
+            if t.pending or t.overlong:
+                self._emit_pending(t, out)
+                try:
+                    t.commit_read()
+                except OSError as e:  # the next truncation check decides
+                    log.warning("%s: cannot read %s back: %s", self.name, t.path, e)
         return out
 
     def checkpoints(self) -> list[FileCheckpoint]:
@@ -192,7 +218,7 @@ class FileSource:
             return None
         return Tail(fid, path, fd, st.st_size, time.monotonic())
 
-    def _open(self, fid: str, path: str, first: bool) -> None:
+    def _open(self, fid: str, path: str, first: bool, found: dict[str, str]) -> None:
         t = self._new_tail(fid, path)
         if t is None:
             return
@@ -203,10 +229,10 @@ class FileSource:
             self._stats["truncations"] += 1
             log.info("%s: %s changed while we were down; reading it from the start",
                      self.name, path)
-            if cp.offset:
+            if cp.offset and not self._resume_copy(cp, path, found):
                 self._orphans.append(cp)
         elif first and self._start_at_end:
-            t.seek(self._last_line_end(t.fd, t.size), 0)
+            t.seek(last_line_end(t.fd, t.size, self._max), 0)
         else:
             for o in self._orphans:
                 if same_content(t.fd, t.size, o):
@@ -221,12 +247,6 @@ class FileSource:
     def _track(self, t: Tail) -> None:
         self._tails[t.file_id] = t
         self._stats["files"] += 1
-
-    def _last_line_end(self, fd: int, size: int) -> int:
-        """Offset just after the last newline, so a half-written last line is not cut."""
-        start = max(0, size - self._max - 1)
-        nl = os.pread(fd, size - start, start).rfind(b"\n")
-        return start + nl + 1 if nl >= 0 else size
 
     def _restore_rotated(self) -> None:
         """Find checkpointed files renamed while we were down (same directory, same inode)."""
@@ -246,7 +266,7 @@ class FileSource:
                 os.close(t.fd)
         self._restore.clear()
 
-    def _check_truncation(self, t: Tail) -> None:
+    def _check_truncation(self, t: Tail, found: dict[str, str]) -> None:
         try:
             t_size = os.fstat(t.fd).st_size
             if t_size != t.size:
@@ -260,9 +280,34 @@ class FileSource:
             self._stats["truncations"] += 1
             log.info("%s: %s was truncated (copytruncate?); reading it from the start",
                      self.name, t.path)
-            if t.offset:
-                self._orphans.append(t.checkpoint())
+            cp = t.checkpoint()
             t.rewind()
+            if cp.offset and self._resume_copy(cp, t.path, found):
+                del self._tails[t.file_id]  # re-added after the copy, so the copy is read first
+                self._tails[t.file_id] = t
+            elif cp.offset:
+                self._orphans.append(cp)
+
+    def _resume_copy(self, cp: FileCheckpoint, path: str, found: dict[str, str]) -> bool:
+        """Truncated content (`cp`, of the file now at `path`): find its copy in the same folder
+        and track it from cp's offset, so the lines written between our last read and the
+        truncation are not lost.  Whether a copy was found."""
+        skip = {cp.file_id, *self._tails, *self._restore}
+        directory, name = os.path.split(path)
+        for fid, copy in copy_candidates(directory, name, cp.offset, skip):
+            c = self._new_tail(fid, copy)
+            if c is None:
+                continue
+            if not same_content(c.fd, c.size, cp):  # head checked first: nothing else is read
+                os.close(c.fd)
+                continue
+            c.seek(cp.offset, cp.line_no)
+            c.detached = found.pop(fid, None) is None  # kept as a tracked file if matched
+            self._track(c)
+            log.info("%s: %s is a copy of truncated %s; reading it on from byte %d",
+                     self.name, copy, path, cp.offset)
+            return True
+        return False
 
     # -- reading ------------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Container
 from dataclasses import dataclass
 
 PROBE = 64  # bytes hashed for the head and fingerprint digests
@@ -65,6 +66,15 @@ class Tail:
         self.head = os.pread(self.fd, n, 0)
         self.fp = os.pread(self.fd, n, offset - n)
 
+    def commit_read(self) -> None:
+        """Count every byte read as handed out (after the held line was returned as it is)."""
+        self.offset = self.read_pos
+        self.pending, self.overlong = b"", False
+        n = min(PROBE, self.offset)
+        self.fp = os.pread(self.fd, n, self.offset - n)
+        if len(self.head) < n:
+            self.head = os.pread(self.fd, n, 0)
+
     def checkpoint(self) -> FileCheckpoint:
         return FileCheckpoint(self.file_id, self.path, self.offset, self.line_no,
                               digest(self.fp), digest(self.head))
@@ -79,6 +89,13 @@ def same_content(fd: int, size: int, cp: FileCheckpoint) -> bool:
             and digest(os.pread(fd, n, cp.offset - n)) == cp.fingerprint)
 
 
+def last_line_end(fd: int, size: int, max_line_bytes: int) -> int:
+    """Offset just after the last newline, so a half-written last line is not cut."""
+    start = max(0, size - max_line_bytes - 1)
+    nl = os.pread(fd, size - start, start).rfind(b"\n")
+    return start + nl + 1 if nl >= 0 else size
+
+
 def locate(file_id: str, directory: str) -> str | None:
     """The name `file_id` now has in `directory` (a rotated file keeps its directory)."""
     dev, _, ino = file_id.partition(":")
@@ -91,3 +108,27 @@ def locate(file_id: str, directory: str) -> str | None:
     except OSError:
         pass
     return None
+
+
+def copy_candidates(directory: str, name: str, min_size: int,
+                    skip: Container[str]) -> list[tuple[str, str]]:
+    """(identity, path) of the regular files in `directory` that could be a copy of file `name`
+    holding at least `min_size` bytes, identities in `skip` left out; most likely first: names
+    starting with `name` (upload.log.1, upload.log-20261122), then the newest.  Only the
+    directory is listed and stat'ed: the caller compares content."""
+    found = []
+    try:
+        with os.scandir(directory) as entries:
+            for e in entries:
+                try:
+                    if not e.is_file(follow_symlinks=False):
+                        continue
+                    st = e.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                fid = f"{st.st_dev}:{st.st_ino}"
+                if st.st_size >= min_size and fid not in skip:
+                    found.append((not e.name.startswith(name), -st.st_mtime, e.path, fid))
+    except OSError:
+        return []
+    return [(fid, path) for _, _, path, fid in sorted(found)]
