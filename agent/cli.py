@@ -185,9 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
-    # Apprise's own log lines can quote tokens and passwords; what a delivery did reaches the
-    # log through the sender's redacted details instead
-    logging.getLogger("apprise").setLevel(logging.CRITICAL)
+    # Apprise's own log lines (which can quote tokens) are owned by agent.notify.sender: what
+    # a delivery did reaches this log through the sender's scrubbed details
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)

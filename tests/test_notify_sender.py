@@ -15,6 +15,7 @@ from agent.types import Transition
 from tests.conftest import FAST, free_port
 
 CST = timezone(timedelta(hours=8))
+SECRET_PATH, QUERY_TOKEN = "SECRETPATH99", "QSECRET77"
 
 
 def alert(**changes) -> Transition:
@@ -98,6 +99,7 @@ def test_target_that_never_answers_times_out_recoverably():
         assert time.monotonic() - started < 1.5  # the call limit wins over rto
     assert not delivery.ok and delivery.recoverable
     assert delivery.detail.startswith("TIMEOUT") and "may still arrive" in delivery.detail
+    assert "/x TIMEOUT: timed out" in delivery.detail
 
 
 def test_one_dead_of_two_targets_is_partial_and_retried(receiver):
@@ -142,18 +144,43 @@ def test_url_entries_with_tags_route_like_the_config_file(receivers):
     assert not oncall.posts and len(chat.posts) == 1
 
 
-def test_route_to_a_tag_nobody_has_is_ok_and_says_so(receiver):
-    sender = AppriseSender([receiver.url()], None, {"critical": ["pager"]})
-    delivery = sender.send("t", "b", "critical")
-    assert delivery.ok
-    assert delivery.detail == "no target for tags pager"
+def test_route_to_a_tag_no_target_carries_is_refused(receiver):
+    # It used to make Apprise match nobody (NOMATCH), which counts as delivered: a typo in a
+    # route silently dropped every alert of that severity.
+    urls = [{"url": receiver.url("/hook/SECRETPATH99"), "tags": ["chat", "OnCall"]}]
+    routes = {"critical": ["oncall", "pagre"], "warning": ["1:oncall"], "info": []}
+
+    with pytest.raises(ValueError) as raised:
+        AppriseSender(urls, None, routes)
+
+    message = str(raised.value)
+    assert "'critical'" in message and "'pagre'" in message
+    assert "chat, oncall" in message  # what the targets do carry, to spot the typo
+    assert "warning" not in message  # "1:" is a priority: 1:oncall is oncall
+    assert "SECRETPATH99" not in message and str(receiver.port) not in message
     assert not receiver.posts
 
 
-def test_route_tags_no_target_carries_are_flagged_for_check():
-    routes = {"critical": ["oncall", "pagre"], "warning": ["1:oncall"]}  # "1:" = priority
+def test_route_check_names_every_bad_route_and_untagged_targets():
+    routes = {"critical": ["pager"], "warning": ["chat"]}
+    with pytest.raises(ValueError) as raised:
+        AppriseSender(["json://127.0.0.1:9/x"], None, routes)
+    message = str(raised.value)
+    assert "'critical'" in message and "'pager'" in message
+    assert "'warning'" in message and "'chat'" in message
+    assert "no tags at all" in message
+
+
+def test_routes_do_not_matter_without_targets():
+    sender = AppriseSender([], None, {"critical": ["nobody"]})  # console mode
+    assert not sender.has_targets
+    assert sender.send("t", "b", "critical").ok
+
+
+def test_valid_routes_leave_no_unknown_tags_for_check():
+    routes = {"critical": ["oncall", "all"], "warning": ["1:oncall"]}  # "1:" = priority
     sender = AppriseSender([{"url": "json://127.0.0.1:9/x", "tags": ["OnCall"]}], None, routes)
-    assert sender.unknown_route_tags() == {"pagre"}
+    assert sender.unknown_route_tags() == set()
 
 
 def test_empty_route_silences_that_severity(receiver):
@@ -187,7 +214,119 @@ def test_passwords_never_reach_failure_detail_or_logs(caplog):
     shown = delivery.detail + repr(tested) + caplog.text
     assert "Sup3rSecretPw" not in shown and "MailPa55word" not in shown
     assert "****" in delivery.detail  # the target is still recognisable, masked
-    assert "Connection error" in caplog.text  # apprise's own log lines were captured too
+    assert "connection refused" in delivery.detail
+    assert "Connection error" in caplog.text
+
+
+@pytest.fixture
+def all_logs(caplog):
+    """caplog at DEBUG, with the lines of the `apprise` logger, which does not propagate."""
+    caplog.set_level(logging.DEBUG)
+    apprise_log = logging.getLogger("apprise")
+    apprise_log.addHandler(caplog.handler)
+    yield caplog
+    apprise_log.removeHandler(caplog.handler)
+
+
+def test_secrets_in_url_paths_and_queries_never_shown(receiver, all_logs):
+    receiver.failing = True  # answers 503
+    dead_port = free_port()
+    urls = [
+        f"json://127.0.0.1:{receiver.port}/hook/{SECRET_PATH}?token={QUERY_TOKEN}&{FAST}",
+        f"json://127.0.0.1:{dead_port}/hook/{SECRET_PATH}?-q={QUERY_TOKEN}&{FAST}",
+    ]
+    sender = AppriseSender(urls, None, {}, timeout=3)
+
+    delivery = sender.send("t", "b", "critical")
+    tested = sender.test_all()
+
+    assert not delivery.ok and delivery.recoverable
+    assert "HTTP 503" in delivery.detail and "connection refused" in delivery.detail
+    assert sender.targets == [
+        f"json://127.0.0.1:{receiver.port}/hook/****",  # short segments stay readable
+        f"json://127.0.0.1:{dead_port}/hook/****",
+    ]
+    assert [t for t, _ in tested] == sender.targets
+    [(_, to_503), (_, to_dead)] = tested
+    assert not to_503.ok and "503" in to_503.detail
+    assert not to_dead.ok and "connection refused" in to_dead.detail
+    shown = delivery.detail + repr(sender.targets) + repr(tested) + all_logs.text
+    assert SECRET_PATH not in shown and QUERY_TOKEN not in shown
+    # The lines that used to leak were logged, masked: apprise's and urllib3's.
+    assert any(r.name == "apprise" for r in all_logs.records)
+    assert '"POST /hook/**** HTTP/1.1" 503' in all_logs.text
+
+
+def test_secrets_of_config_file_targets_never_shown(receiver, tmp_path, all_logs):
+    receiver.failing = True
+    secret = "CONFIGSECRET42"
+    config = tmp_path / "apprise.yaml"
+    config.write_text(
+        "urls:\n"
+        f"  - json://cfguser:CfgPassw0rd@127.0.0.1:{receiver.port}/hook/{secret}?{FAST}:\n"
+        "      - tag: oncall\n"
+    )
+    sender = AppriseSender([], str(config), {"critical": ["oncall"]}, timeout=3)
+
+    delivery = sender.send("t", "b", "critical")
+    tested = sender.test_all()
+
+    assert sender.targets == [f"json://****@127.0.0.1:{receiver.port}/hook/****"]
+    assert "HTTP 503" in delivery.detail
+    shown = delivery.detail + repr(sender.targets) + repr(tested) + all_logs.text
+    for leaked in (secret, "CfgPassw0rd", "cfguser"):
+        assert leaked not in shown  # all_logs includes apprise's "Loaded ... URL" lines
+
+
+def test_targets_mask_credentials_and_long_path_segments_only():
+    urls = [
+        "jsons://hooks.example.com/x/TokenAbcdef123456",
+        # a user name that is part of a shown host is no secret: masking it would hide where
+        # a delivery went ("A Connection error occurred sending JSON notification to HOST")
+        "json://hooks:pw12345@127.0.0.1:8080/hook/abc?-key=QPARAM123456&+X-Auth=Bearer%20HDR5ECRET",
+    ]
+    sender = AppriseSender(urls, None, {})  # nothing is sent
+    assert sender.targets == [
+        "jsons://hooks.example.com/x/****",
+        "json://****@127.0.0.1:8080/hook/abc",
+    ]
+    text = (
+        "POST https://hooks.example.com/x/TokenAbcdef123456 as hooks:pw12345 "
+        "GET ?key=QPARAM123456 Authorization: Bearer HDR5ECRET"
+    )
+    scrubbed = sender.redact(text)
+    for secret in ("TokenAbcdef123456", "pw12345", "QPARAM123456", "HDR5ECRET"):
+        assert secret not in scrubbed
+    assert "https://hooks.example.com/x/****" in scrubbed  # hosts are not secrets
+
+
+def test_failure_reason_survives_the_cli_silencing_apprise(receiver):
+    # `invoice-agent` sets the apprise logger to CRITICAL, which used to leave Apprise's
+    # per-call log capture empty: "FAILURE: " and nothing after it.
+    receiver.failing = True
+    apprise_log = logging.getLogger("apprise")
+    level = apprise_log.level
+    apprise_log.setLevel(logging.CRITICAL)
+    try:
+        dead = f"json://127.0.0.1:{free_port()}/hook?{FAST}"
+        delivery = AppriseSender([receiver.url(), dead], None, {}, timeout=3).send("t", "b", "info")
+    finally:
+        apprise_log.setLevel(level)
+    assert not delivery.ok
+    assert "/hook FAILURE: HTTP 503" in delivery.detail
+    assert "/hook FAILURE: connection refused" in delivery.detail
+
+
+def test_reason_from_our_wecom_plugin_reaches_the_detail(receiver):
+    # The receiver answers 200 with an empty body: WeCom did not confirm (no errcode 0).
+    key = "WECOMKEY12345"
+    url = f"qywx://{key}?endpoint=http://127.0.0.1:{receiver.port}/send&rto=2"
+    sender = AppriseSender([url], None, {}, timeout=5)
+    delivery = sender.send("t", "b", "critical")
+    assert not delivery.ok and delivery.recoverable
+    assert "WeCom refused the message" in delivery.detail
+    assert key not in delivery.detail + repr(sender.targets)
+    assert len(receiver.posts) == 1
 
 
 def test_wecom_key_is_masked_in_what_operators_see():
