@@ -26,12 +26,10 @@ from pydantic import (
     model_validator,
 )
 
+from agent.types import READABLE_FIELDS
 from agent.yamlfile import FileProblems, Problem, YamlDoc, dotted, read_yaml
 
-CANONICAL_FIELDS = (
-    "ts", "event", "invoice_no", "amount", "issue_date", "taxpayer_id", "status",
-    "latency_ms", "error_code", "level", "host", "message",
-)
+CANONICAL_FIELDS = READABLE_FIELDS  # what `fields:` and `values:` may name
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")

@@ -51,6 +51,13 @@ class Event(NamedTuple):
     line_no: int | None = None
 
 
+# Event fields a log line can supply (operators map their names onto these). `source`, `path`
+# and `line_no` come from where the line was read, never from the line; `extra` collects the
+# rest.
+READABLE_FIELDS = tuple(f for f in Event._fields if f not in ("source", "extra", "path",
+                                                               "line_no"))
+
+
 @dataclass(frozen=True, slots=True)
 class ParseFailure:
     """A line that could not be turned into an Event; counted and sampled, never fatal."""

@@ -6,27 +6,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from agent.types import READABLE_FIELDS
+
 __all__ = ["FORMATS", "READABLE_FIELDS", "ParseSpec"]
 
 FORMATS = ("json", "regex", "syslog")
-
-# Event fields a log line can supply. `source`, `path` and `line_no` come from the source,
-# never from the line; `extra` collects whatever is left over.
-READABLE_FIELDS = (
-    "ts",
-    "event",
-    "invoice_no",
-    "amount",
-    "issue_date",
-    "taxpayer_id",
-    "status",
-    "latency_ms",
-    "error_code",
-    "level",
-    "host",
-    "message",
-)
-
 
 @dataclass(frozen=True, slots=True)
 class ParseSpec:
