@@ -53,7 +53,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from agent.notify.console import print_transition
     from agent.replay import NoSourceForFile, configured_files, match_files, replay
 
-    loaded, rules = load_all(args.config)
+    loaded, rules = load_all(args.config, notify=False)
     language = args.language or loaded.config.notify.language
     try:
         pairs = (match_files(loaded, args.files, args.source) if args.files

@@ -40,7 +40,7 @@ log = logging.getLogger("invoice_agent")
 WAKER_CHECK_SECONDS = 5.0
 
 
-def load_all(config_path: str | Path) -> tuple[LoadedConfig, list[Rule]]:
+def load_all(config_path: str | Path, notify: bool = True) -> tuple[LoadedConfig, list[Rule]]:
     """Config and rules, validated together, and every part built once as `run` builds it,
     so that `check` passing means `run` starts; FileProblems lists everything wrong."""
     loaded = load_config(config_path)
@@ -50,13 +50,13 @@ def load_all(config_path: str | Path) -> tuple[LoadedConfig, list[Rule]]:
     except FileProblems as exc:
         problems += exc.problems
         rules = []
-    problems += _runtime_problems(loaded)
+    problems += _runtime_problems(loaded, notify)
     if problems:
         raise FileProblems(problems)
     return loaded, rules
 
 
-def _runtime_problems(loaded: LoadedConfig) -> list[Problem]:
+def _runtime_problems(loaded: LoadedConfig, notify: bool) -> list[Problem]:
     cfg, where = loaded.config, str(loaded.path)
     problems = []
     for i, src in enumerate(cfg.sources):
@@ -68,7 +68,8 @@ def _runtime_problems(loaded: LoadedConfig) -> list[Problem]:
     if state.exists() and not state.is_dir():
         problems.append(Problem(where, "state_dir", f"{state} exists and is not a folder"))
     try:
-        build_sender(loaded)
+        if notify:  # replay and demo send nothing: they need not load Apprise
+            build_sender(loaded)
     except FileProblems as exc:
         problems += exc.problems
     except ValueError as exc:

@@ -52,7 +52,7 @@ def main() -> int:
         write_upload_lines(log, args.lines)
         print(f"wrote {args.lines:,} lines ({log.stat().st_size / 1e6:.0f} MB) in "
               f"{time.perf_counter() - t:.1f}s", file=sys.stderr)
-        loaded, rules = load_all(config)
+        loaded, rules = load_all(config, notify=False)
         pairs = match_files(loaded, [str(log)])
         best_base = best_replay = float("inf")
         alerts = 0
