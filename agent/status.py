@@ -42,7 +42,8 @@ def format_status(data: dict[str, Any]) -> str:
         lines.append(data["note"])
     for name, s in data["sources"].items():
         lines.append(f"source {name}: lines {s.get('lines', 0)} unparsed {s.get('unparsed', 0)} "
-                     f"truncated {s.get('truncated', 0)} late {s.get('late', 0)}")
+                     f"truncated {s.get('truncated', 0)} undecodable {s.get('replaced', 0)} "
+                     f"late {s.get('late', 0)}")
         for f in s.get("files", []):
             lines.append(f"  {f['path']}  offset {f['offset']}  line {f['lines']}")
         for smp in s.get("samples", []):

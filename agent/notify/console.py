@@ -26,8 +26,10 @@ def format_transition(tr: Transition, language: str = "zh") -> str:
     summary = " ".join(summary_text(tr, language).split())  # one line, whatever the template
     line = (
         f"{tr.ts.isoformat(sep=' ', timespec='seconds')} {tr.state.upper():<8} "
-        f"{tr.severity:<8} {tr.rule} {summary}"
+        f"{tr.severity:<8} {tr.rule}"
     )
+    if summary != tr.rule:  # a rule without a summary template falls back to its name
+        line += f" {summary}"
     if tr.labels:
         line += f" ({format_labels(tr.labels)})"
     return line
