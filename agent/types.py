@@ -14,9 +14,9 @@ from typing import Any, Mapping, NamedTuple
 SEVERITIES = ("info", "warning", "critical")
 
 
-@dataclass(frozen=True, slots=True)
-class RawLine:
-    """One complete line read from a log file, already decoded."""
+class RawLine(NamedTuple):
+    """One complete line read from a log file, already decoded (a NamedTuple: built once per
+    line, it is several times cheaper than a frozen dataclass and just as immutable)."""
 
     source: str  # config name of the source
     path: str  # the path the line was read from
