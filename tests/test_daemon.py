@@ -154,6 +154,23 @@ def test_webhook_gets_firing_then_resolved(tmp_path, agents, receiver):
     assert agent.stop() == 0
 
 
+def test_alert_mail_in_chinese_reaches_a_real_smtp_server(tmp_path, agents, smtp):
+    sink, port = smtp
+    url = f"mailto://127.0.0.1:{port}?from=agent@example.com&to=ops@example.com&cto=1&rto=2"
+    config = layout(tmp_path, urls=[url])
+    text = config.read_text(encoding="utf-8").replace('"language": "en"', '"language": "zh"')
+    config.write_text(text, encoding="utf-8")
+    agent = Agent(config)
+    agents.append(agent)
+    append(tmp_path / "logs" / "upload.log", "".join(upload_line("失败", "1001") for _ in range(3)))
+    wait_for(lambda: sink.messages, timeout=30, what="the alert mail")
+    mail = sink.messages[0]
+    assert mail["Subject"] == "【告警·严重】upload_failed"
+    body = mail.get_body(preferencelist=("plain", "html")).get_content()
+    assert "上传失败 3 笔" in body
+    assert agent.stop() == 0
+
+
 def test_delivery_to_a_down_target_is_kept_and_retried(tmp_path, agents, receiver):
     receiver.failing = True
     config = layout(tmp_path, urls=[receiver.url()])
