@@ -231,6 +231,16 @@ class Windows:
         acc.add(ev)
         return True
 
+    def so_far(self, ev: Event) -> Window | None:
+        """The open window `ev` was counted into, with its features so far (for rules that
+        fire early); None if the event was late."""
+        t = ev.ts.timestamp()
+        start = self._floor(t)
+        acc = self._open.get(ev.source, {}).get(start)
+        if acc is None:
+            return None
+        return self._close(ev.source, start, acc, ev.ts.tzinfo)
+
     def start(self, now: datetime) -> None:
         """Begin every source that has seen nothing yet at `now` (absence starts counting)."""
         t = self._floor(now.timestamp())

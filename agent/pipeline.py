@@ -47,6 +47,12 @@ class Engine:
                 src = getattr(r, "source", None)
                 for s in ([src] if src else self.parsers):
                     self._observers.setdefault(s, []).append(r)
+        # rules that also look at the open window at every line of their source
+        self._early: dict[str, list[Rule]] = {}
+        for r in rules:
+            if getattr(r.config, "early", False):
+                self._early.setdefault(getattr(r, "source", ""), []).append(r)
+        self.early: list[Transition] = []  # transitions caused by single lines, not yet taken
         self.book = AlertBook({r.name: r for r in rules}, cfg.notify.repeat_interval)
         self.started = False
         # per source, the newest event time confirmed by the event after it: one line stamped
@@ -78,6 +84,8 @@ class Engine:
         """Count an event into its window and show it to the rules that watch events."""
         if not self.windows.add(ev):
             self.counters[(ev.source, "late")] += 1
+        elif ev.source in self._early:
+            self._fire_early(ev)
         for r in self._observers.get(ev.source, ()):
             r.observe(ev)
         src, ts = ev.source, ev.ts
@@ -88,6 +96,37 @@ class Engine:
         if wm is None or confirmed > wm:
             self.watermarks[src] = confirmed
 
+    def _fire_early(self, ev: Event) -> None:
+        so_far = None
+        findings = []
+        for r in self._early[ev.source]:
+            if self.book.is_firing(r.name, r.labels):
+                continue  # nothing to learn from this line until the window closes
+            so_far = so_far or self.windows.so_far(ev)
+            if so_far is None:
+                return
+            try:
+                f = r.evaluate_early(ev, so_far)
+            except ValueError as exc:
+                self._eval_failed(r, exc)
+                continue
+            if f is not None:
+                findings.append(f)
+        if findings:
+            transitions, changed = self.book.process(findings)
+            self.early.extend(transitions)
+            self.changed.extend(changed)
+
+    def take_early(self) -> list[Transition]:
+        out, self.early = self.early, []
+        return out
+
+    def _eval_failed(self, r: Rule, exc: ValueError) -> None:
+        self.counters[("rule:" + r.name, "eval_errors")] += 1
+        if r.name not in self.eval_errors:
+            log.warning("rule %s cannot be evaluated (counted, not repeated): %s", r.name, exc)
+        self.eval_errors[r.name] = str(exc)
+
     def feed(self, lines: Iterable[RawLine]) -> None:
         for raw in lines:
             result = self.parse(raw)
@@ -96,15 +135,17 @@ class Engine:
 
     # -- time moves ------------------------------------------------------------------------
     def advance(self, now: datetime) -> list[Transition]:
-        """Close the windows `now` has passed, evaluate the rules, return alert transitions."""
+        """Close the windows `now` has passed, evaluate the rules, return alert transitions
+        (after those that single lines caused since the last call)."""
         # no-ops for what already started; a source or rule added by a reload starts here
         self.windows.start(now)
         for r in self.rules:
             r.start(now)
         self.started = True
+        early = self.take_early()
         closed = self.windows.advance(now)
         if not closed:
-            return []
+            return early
         self.closed.extend(closed)
         findings = []
         for w in closed:
@@ -112,17 +153,13 @@ class Engine:
                 try:
                     f = r.evaluate(w)
                 except ValueError as exc:  # a rule that cannot be evaluated is counted, not fatal
-                    self.counters[("rule:" + r.name, "eval_errors")] += 1
-                    if r.name not in self.eval_errors:
-                        log.warning("rule %s cannot be evaluated (counted, not repeated): %s",
-                                    r.name, exc)
-                    self.eval_errors[r.name] = str(exc)
+                    self._eval_failed(r, exc)
                     continue
                 if f is not None:
                     findings.append(f)
         transitions, changed = self.book.process(findings)
         self.changed.extend(changed)
-        return transitions
+        return early + transitions
 
     # -- checkpoint ------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:

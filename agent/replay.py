@@ -138,6 +138,8 @@ def replay(loaded: LoadedConfig, rules: list[Rule], pairs: list[tuple[SourceConf
             open_from = t - lateness
             due = open_from - open_from % step + step + lateness
         engine.ingest(r)
+        if engine.early:  # a rule with `early:` fired at this very line
+            emit(engine.take_early())
     if last_ts is not None:
         # the end of the files: let every window that holds data close
         end = last_ts + loaded.config.window + loaded.config.lateness

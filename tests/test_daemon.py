@@ -287,3 +287,15 @@ def test_rotation_under_the_running_agent_loses_no_line(tmp_path, agents):
     wait_for(lambda: lines_counted(config) == written, what="every line across rotations")
     assert agent.stop() == 0
     assert lines_counted(config) == written
+
+
+def test_an_early_rule_alerts_without_waiting_for_the_window(tmp_path, agents, receiver):
+    early = RULES.replace('    severity: critical', '    severity: critical\n    early: true')
+    config = layout(tmp_path, urls=[receiver.url()], window="1h", rules=early)
+    agent = Agent(config)
+    agents.append(agent)
+    append(tmp_path / "logs" / "upload.log", "".join(upload_line("失败") for _ in range(3)))
+    # the hour-long window is far from closing: only the line-by-line check can alert now
+    wait_for(lambda: receiver.posts, timeout=10, what="the early alert")
+    assert receiver.posts[0][1]["title"] == "[FIRING critical] upload_failed"
+    assert agent.stop() == 0

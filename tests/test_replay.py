@@ -75,3 +75,42 @@ def test_last_line_without_newline_is_replayed(tmp_path):
     with_newline = log.read_bytes().count(b"\n") + 1  # the last line has none
     done = cli("replay", "-c", str(config), str(log))
     assert f"lines {with_newline} " in done.stderr
+
+
+EARLY_RULES = """
+rules:
+  - name: failures_now
+    type: threshold
+    source: upload
+    when: "failed >= 3"
+    early: true
+    severity: critical
+  - name: failures_at_window_end
+    type: threshold
+    source: upload
+    when: "failed >= 3"
+    severity: warning
+"""
+
+
+def test_an_early_rule_fires_at_the_line_that_makes_it_true(tmp_path):
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "r.yaml").write_text(EARLY_RULES, encoding="utf-8")
+    config = tmp_path / "agent.yaml"
+    config.write_text(json.dumps({
+        "window": "5m", "sources": [{"name": "upload", "paths": ["logs/upload.log"],
+                                     "fields": {"ts": "time", "status": "result"}}],
+        "rules": ["rules/*.yaml"]}), encoding="utf-8")
+    stamps = ["09:00:10", "09:01:00", "09:01:30", "09:02:00", "09:02:30"]
+    results = ["ok", "failed", "failed", "ok", "failed"]  # the 3rd failure is line 5
+    (tmp_path / "logs" / "upload.log").write_text("".join(
+        json.dumps({"time": f"2026-11-02T{t}+08:00", "result": r}) + "\n"
+        for t, r in zip(stamps, results, strict=True)), encoding="utf-8")
+    done = cli("replay", "-c", str(config), "--format", "jsonl")
+    firing = [json.loads(x) for x in done.stdout.splitlines()
+              if json.loads(x)["state"] == "firing"]
+    early = next(r for r in firing if r["rule"] == "failures_now")
+    late = next(r for r in firing if r["rule"] == "failures_at_window_end")
+    assert early["ts"] == "2026-11-02T09:02:30+08:00" and early["line"] == 5
+    assert late["ts"] == "2026-11-02T09:05:00+08:00" and "line" not in late

@@ -83,6 +83,10 @@ class Rule:
     def start(self, now: datetime) -> None:
         """Monitoring begins at `now` (event time)."""
 
+    def evaluate_early(self, ev: Event, so_far: Window) -> Finding | None:
+        """A firing verdict at one line from its window so far (rules with `early:`)."""
+        return None
+
     def evaluate(self, window: Window) -> Finding | None:
         """A verdict for a closed window, or None if the window is not this rule's business."""
         raise NotImplementedError

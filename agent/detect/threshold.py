@@ -8,7 +8,7 @@ from typing import Any, Mapping
 from agent.detect.base import Rule, RuleConfig, register
 from agent.detect.expr import ExprError, Expression
 from agent.features import FEATURES, empty_features
-from agent.types import Finding, Window
+from agent.types import Event, Finding, Window
 
 
 @register("threshold")
@@ -17,6 +17,10 @@ class ThresholdConfig(RuleConfig):
 
     source: str
     when: str
+    early: bool = False
+    """Also test the open window at every line, firing at the line that makes `when` true
+    instead of at the window's end. For conditions that only grow within a window (`failed >=
+    3`), not for rates of a few lines; resolving still waits for the window to close."""
 
     def template_names(self) -> set[str]:
         return set(FEATURES) | {"source", "window_start", "window_end"}
@@ -38,6 +42,14 @@ class ThresholdRule(Rule):
             raise ExprError(f"{exc} (tried on a window without events; guard with "
                             f"`count > 0 and ...` if needed)"
                             if "failed:" in str(exc) else str(exc), key="when") from None
+
+    def evaluate_early(self, ev: Event, so_far: Window) -> Finding | None:
+        """A firing verdict at the line `ev`, from the window so far; None unless it holds."""
+        if not self.config.early or not self.when(_names(so_far.features)):
+            return None
+        values = dict(so_far.features, source=self.source,
+                      window_start=so_far.start.isoformat(), window_end=so_far.end.isoformat())
+        return Finding(self.name, True, ev.ts, self.labels, values, line_no=ev.line_no)
 
     def evaluate(self, window: Window) -> Finding | None:
         if window.source != self.source:
