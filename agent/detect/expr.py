@@ -1,4 +1,4 @@
-"""Safe rule expressions and message templates: checked at load, evaluated without eval().
+"""Safe rule expressions and message templates: checked at load, run by simpleeval.
 
 Expressions (`failure_rate > 0.3 and count >= 5`) run in simpleeval, which refuses dunders,
 imports and huge powers. Names are checked against the known features when the rule loads,
