@@ -54,7 +54,6 @@ class Engine:
                 self._early.setdefault(getattr(r, "source", ""), []).append(r)
         self.early: list[Transition] = []  # transitions caused by single lines, not yet taken
         self.book = AlertBook({r.name: r for r in rules}, cfg.notify.repeat_interval)
-        self.started = False
         # per source, the newest event time confirmed by the event after it: one line stamped
         # hours ahead (a wrong clock) must not move time forward and make every other line late
         self.watermarks: dict[str, datetime] = {}
@@ -141,7 +140,6 @@ class Engine:
         self.windows.start(now)
         for r in self.rules:
             r.start(now)
-        self.started = True
         early = self.take_early()
         closed = self.windows.advance(now)
         if not closed:
@@ -164,7 +162,6 @@ class Engine:
     # -- checkpoint ------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
         return {
-            "started": self.started,
             "windows": self.windows.state(),
             "rules": {r.name: r.state() for r in self.rules},
             "watermarks": {k: v.isoformat() for k, v in self.watermarks.items()},
@@ -173,7 +170,6 @@ class Engine:
     def restore(self, state: dict[str, Any], alerts: Iterable[dict[str, Any]]) -> None:
         if not state:
             return
-        self.started = state.get("started", False)
         self.windows.restore(state.get("windows", {}))
         saved = state.get("rules", {})
         for r in self.rules:
