@@ -226,7 +226,8 @@ class Daemon:
             marks = [self.engine.watermarks[s] for s in backlog_sources
                      if s in self.engine.watermarks]
             now = min(marks) if marks else None
-        transitions = self.engine.advance(now) if now is not None else []
+        # early-rule transitions are committed with the batch that caused them, clock or not
+        transitions = self.engine.advance(now) if now is not None else self.engine.take_early()
         self._commit(lines, transitions)
         if self.sender is None:
             for tr in transitions:
