@@ -49,6 +49,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    from agent.alerts import REPEAT
     from agent.daemon import load_all, transition_record
     from agent.notify.console import print_transition
     from agent.replay import NoSourceForFile, configured_files, match_files, replay
@@ -67,7 +68,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             return EXIT_CONFIG
 
     def show(tr: Any) -> None:
-        if tr.reason == "repeat interval elapsed":
+        if tr.reason == REPEAT:
             return  # a reminder, not a transition
         if args.format == "jsonl":
             print(json.dumps(transition_record(tr, language), ensure_ascii=False), flush=False)

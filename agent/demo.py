@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import TextIO
 
+from agent.alerts import REPEAT
 from agent.daemon import load_all
 from agent.notify.console import print_transition
 from agent.replay import configured_files, replay
@@ -23,12 +24,12 @@ from agent.types import Transition
 
 TEXT = {
     "zh": {"title": "invoice-agent 演示：模拟一天的开票、上传、ERP 同步和系统日志",
-           "files": "日志目录", "alerts": "告警", "summary": "汇总",
+           "files": "日志目录",
            "caught": "已发现", "missed": "未发现", "incident": "注入故障",
            "line": "汇总：{lines} 行，无法解析 {unparsed} 行，{windows} 个窗口，告警 {fired} 条"
                    "（已恢复 {resolved} 条），用时 {seconds:.1f} 秒"},
     "en": {"title": "invoice-agent demo: a simulated day of issuing, upload, ERP sync and syslog",
-           "files": "log folder", "alerts": "alerts", "summary": "summary",
+           "files": "log folder",
            "caught": "caught by", "missed": "MISSED", "incident": "injected incident",
            "line": "summary: {lines} lines, {unparsed} unparsed, {windows} windows, {fired} alerts "
                    "({resolved} resolved), {seconds:.1f}s"},
@@ -61,7 +62,7 @@ def run_demo(workdir: Path | None = None, language: str = "zh", seed: int = 7,
         seen: list[Transition] = []
 
         def show(tr: Transition) -> None:
-            if tr.reason != "repeat interval elapsed":
+            if tr.reason != REPEAT:
                 seen.append(tr)
                 print_transition(tr, language, out)
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Iterator
 
+from agent.alerts import REPEAT
 from agent.config import LoadedConfig, SourceConfig
 from agent.detect.base import Rule
 from agent.pipeline import Engine
@@ -40,8 +41,7 @@ class ReplayResult:
 
     @property
     def fired(self) -> int:
-        return sum(1 for t in self.transitions if t.state == "firing" and t.reason != "repeat "
-                   "interval elapsed")
+        return sum(1 for t in self.transitions if t.state == "firing" and t.reason != REPEAT)
 
 
 def match_files(loaded: LoadedConfig, files: list[str],

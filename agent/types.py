@@ -11,8 +11,6 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any, Mapping, NamedTuple
 
-SEVERITIES = ("info", "warning", "critical")
-
 
 class RawLine(NamedTuple):
     """One complete line read from a log file, already decoded (a NamedTuple: built once per

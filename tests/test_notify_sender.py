@@ -177,10 +177,13 @@ def test_routes_do_not_matter_without_targets():
     assert sender.send("t", "b", "critical").ok
 
 
-def test_valid_routes_leave_no_unknown_tags_for_check():
+def test_priority_prefix_case_and_all_are_valid_route_tags():
+    target = [{"url": "json://127.0.0.1:9/x", "tags": ["OnCall"]}]
     routes = {"critical": ["oncall", "all"], "warning": ["1:oncall"]}  # "1:" = priority
-    sender = AppriseSender([{"url": "json://127.0.0.1:9/x", "tags": ["OnCall"]}], None, routes)
-    assert sender.unknown_route_tags() == set()
+    sender = AppriseSender(target, None, routes)  # accepted: no typo among them
+    assert sender.targets_for("warning") == ["1:oncall"]
+    with pytest.raises(ValueError, match="'pager'"):
+        AppriseSender(target, None, {"critical": ["pager"]})
 
 
 def test_empty_route_silences_that_severity(receiver):

@@ -151,11 +151,6 @@ class AppriseSender:
         wanted = dict.fromkeys(str(parse(tag)) for tag in tags)
         return [tag for tag in wanted if tag not in carried and tag != match_all]
 
-    def unknown_route_tags(self) -> set[str]:
-        """Tags named in routes that no target carries: likely typos, for `check` to report."""
-        carried = self._carried_tags()
-        return {t for tags in self.routes.values() for t in self._unknown_tags(tags, carried)}
-
     def _route_problems(self) -> list[str]:
         # A typo in a route would make Apprise match no target: NOMATCH, which `send` must
         # treat as ok (an empty route is a wish), so the alert would be silently dropped.
