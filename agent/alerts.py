@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Iterable, Mapping, Protocol
 
-from agent.types import Finding, Transition
+from agent.types import AlertState, Finding, Transition
+
+__all__ = ["AlertBook", "AlertState", "FIRST", "REPEAT", "RESOLVED", "fingerprint", "step"]
 
 FIRST = "first notification"
 REPEAT = "repeat interval elapsed"
@@ -36,54 +38,29 @@ def fingerprint(rule: str, labels: Mapping[str, str]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-@dataclass(frozen=True, slots=True)
-class AlertState:
-    fingerprint: str
-    rule: str
-    kind: str
-    severity: str
-    labels: Mapping[str, str]
-    state: str  # pending | firing | resolved | cleared (pending that never fired)
-    active_since: datetime
-    fired_at: datetime | None = None
-    last_notified: datetime | None = None
-    resolved_at: datetime | None = None
-    values: Mapping[str, Any] = field(default_factory=dict)
-    line_no: int | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        d = asdict(self)
-        for k in ("active_since", "fired_at", "last_notified", "resolved_at"):
-            d[k] = d[k].isoformat() if d[k] else None
-        return d
-
-    @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> "AlertState":
-        d = dict(d)
-        for k in ("active_since", "fired_at", "last_notified", "resolved_at"):
-            d[k] = datetime.fromisoformat(d[k]) if d.get(k) else None
-        return cls(**d)
-
-
 def step(prev: AlertState | None, f: Finding, rule: RuleMeta,
          default_repeat: timedelta) -> tuple[AlertState | None, Transition | None]:
     """The next state of one alert given a finding; and the notification it causes, if any."""
     now = f.ts
     # resolved and cleared states are history: a new finding starts a new alert
     live = prev if prev is not None and prev.state in ("pending", "firing") else None
+    if live is not None and _stale(live, f):
+        return live, None
     if not f.active:
         if live is None:
             return None, None
         if live.state == "pending":  # cleared before `for:` ran out: never worth a page
             return replace(live, state="cleared", resolved_at=now), None
         done = replace(live, state="resolved", resolved_at=now)
-        return done, _transition(done, rule, now, "resolved", RESOLVED, live.values)
+        # the message shows the values that ended it ("now 2% (1/50)"), and for how long
+        return done, _transition(done, rule, now, "resolved", RESOLVED, f.values)
     if live is None:
         live = AlertState(fingerprint(f.rule, f.labels), f.rule, f.kind, rule.severity,
                           dict(f.labels), "pending", now, values=dict(f.values),
-                          line_no=f.line_no)
+                          line_no=f.line_no, path=f.path)
     else:
-        live = replace(live, values=dict(f.values), line_no=f.line_no or live.line_no)
+        live = replace(live, values=dict(f.values), line_no=f.line_no or live.line_no,
+                       path=f.path or live.path)
     if live.state == "pending":
         if now - live.active_since >= rule.pending_for:
             live = replace(live, state="firing", fired_at=now, last_notified=now)
@@ -96,10 +73,20 @@ def step(prev: AlertState | None, f: Finding, rule: RuleMeta,
     return live, None
 
 
+def _stale(live: AlertState, f: Finding) -> bool:
+    """A verdict from before the alert's present: a window that began before the alert became
+    active (an early firing stands until a window after it), or any verdict older than the
+    last notification. Acting on it would stamp a transition earlier than the one before."""
+    if f.window_start is not None and f.window_start < live.active_since and not f.active:
+        return True
+    last = live.last_notified or live.active_since
+    return f.ts < last
+
+
 def _transition(a: AlertState, rule: RuleMeta, now: datetime, state: str, reason: str,
                 values: Mapping[str, Any]) -> Transition:
     return Transition(now, a.rule, a.kind, a.severity, state, a.labels, rule.summary(values),
-                      a.fingerprint, reason, a.line_no, values)
+                      a.fingerprint, reason, a.line_no, dict(values), a.path, a.fired_at)
 
 
 class AlertBook:
@@ -127,7 +114,8 @@ class AlertBook:
                 self.live.pop(fp, None)
             else:
                 self.live[fp] = new
-            if prev is None or new.state != prev.state or tr is not None:
+            # values too: after a restart a resolved message shows the window's final values
+            if new != prev:
                 changed.append(new)
             if tr is not None:
                 transitions.append(tr)
@@ -140,8 +128,7 @@ class AlertBook:
     def firing(self) -> list[AlertState]:
         return [a for a in self.live.values() if a.state == "firing"]
 
-    def restore(self, states: Iterable[Mapping[str, Any]]) -> None:
-        for d in states:
-            a = AlertState.from_json(d)
+    def restore(self, states: Iterable[AlertState]) -> None:
+        for a in states:
             if a.state in ("pending", "firing") and a.rule in self.rules:
                 self.live[a.fingerprint] = a

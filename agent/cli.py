@@ -30,13 +30,19 @@ def _print_problems(exc: FileProblems) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from agent.daemon import load_all
+    from agent.wiring import load_all, warnings
 
     # the same loading as `run`: rules, parsers, notify targets and ${ENV} secrets
-    loaded, rules = load_all(args.config)
+    try:
+        loaded, rules = load_all(args.config)
+    except FileProblems as exc:
+        _print_problems(exc)
+        return EXIT_FINDINGS  # a failed check (a config `run` would refuse)
     print(f"ok: {args.config}: {len(loaded.config.sources)} source(s), {len(rules)} rule(s)")
     for r in rules:
         print(f"  rule {r.name} ({r.config.type}, {r.severity})")
+    for w in warnings(loaded, rules):
+        print(f"warning: {w}")
     return EXIT_OK
 
 
@@ -50,9 +56,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from agent.alerts import REPEAT
-    from agent.daemon import load_all, transition_record
     from agent.notify.console import print_transition
+    from agent.notify.render import jsonl_record
     from agent.replay import NoSourceForFile, configured_files, match_files, replay
+    from agent.wiring import load_all
 
     loaded, rules = load_all(args.config, notify=False)
     language = args.language or loaded.config.notify.language
@@ -71,7 +78,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         if tr.reason == REPEAT:
             return  # a reminder, not a transition
         if args.format == "jsonl":
-            print(json.dumps(transition_record(tr, language), ensure_ascii=False), flush=False)
+            print(json.dumps(jsonl_record(tr, language), ensure_ascii=False), flush=False)
         else:
             print_transition(tr, language, sys.stdout)
 
@@ -103,7 +110,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_notify_test(args: argparse.Namespace) -> int:
-    from agent.daemon import build_sender, load_all
+    from agent.wiring import build_sender, load_all
 
     loaded, _ = load_all(args.config)  # a sender that cannot be built is a config problem
     sender = build_sender(loaded)
@@ -157,7 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("check", help="validate config and rules",
-                       description="Exit 0 when config and rules are valid, 2 otherwise, "
+                       description="Exit 0 when config and rules are valid (warnings are "
+                                   "printed), 1 otherwise, "
                                    "printing every problem with file, key and line.")
     _config_arg(p)
     p.set_defaults(func=cmd_check)

@@ -1,99 +1,38 @@
-"""The daemon: wires sources, pipeline, store and notifier from the config, and runs the loop.
+"""The daemon: runs the loop. Everything it runs is built by agent.wiring.
 
 One loop, one thread writing SQLite: poll files (woken by inotify, polled every second as a
-fallback), feed the pipeline, advance the clock, commit the batch with its offsets, hand due
-notifications to the delivery worker. SIGTERM finishes the batch, checkpoints and exits 0;
-SIGHUP reloads config and rules, keeping the running ones if the new are invalid.
+fallback), push their events through the engine in event time, advance the clock, commit the
+batch with its offsets, let the dispatcher hand due notifications to the delivery worker.
+SIGTERM finishes the batch, checkpoints and exits 0; SIGHUP reloads config and rules, keeping
+the running ones if the new are invalid.
 """
 
 from __future__ import annotations
 
+import heapq
 import logging
+import os
 import signal
 import sys
 import time
-from dataclasses import asdict
 from datetime import datetime
+from operator import itemgetter
 from pathlib import Path
-from typing import Any, TextIO
-from zoneinfo import ZoneInfo
+from typing import Any, Iterable, TextIO
 
-from agent import systemd
-from agent.config import LoadedConfig, load_config
-from agent.detect.base import Rule
-from agent.detect.loader import load_rules
+from agent import systemd, wiring
+from agent.counting import Counts
 from agent.notify.console import print_transition
-from agent.notify.outbox import OutboxItem, OutboxWorker, next_attempt_delay
-from agent.notify.render import render
-from agent.notify.sender import AppriseSender
-from agent.parse import build_parser
-from agent.pipeline import Engine, parse_spec
+from agent.notify.outbox import Dispatcher
 from agent.sources.files import FileSource
-from agent.sources.position import FileCheckpoint
 from agent.sources.watch import Waker
 from agent.store import DB_NAME, Batch, Store
-from agent.types import RawLine, Transition
-from agent.yamlfile import FileProblems, Problem
+from agent.types import Event, Transition
+from agent.yamlfile import FileProblems
 
 log = logging.getLogger("invoice_agent")
 
 WAKER_CHECK_SECONDS = 5.0
-
-
-def load_all(config_path: str | Path, notify: bool = True) -> tuple[LoadedConfig, list[Rule]]:
-    """Config and rules, validated together, and every part built once as `run` builds it,
-    so that `check` passing means `run` starts; FileProblems lists everything wrong."""
-    loaded = load_config(config_path)
-    problems: list[Problem] = []
-    try:
-        rules = load_rules(loaded.rule_globs(), [s.name for s in loaded.config.sources])
-    except FileProblems as exc:
-        problems += exc.problems
-        rules = []
-    problems += _runtime_problems(loaded, notify)
-    if problems:
-        raise FileProblems(problems)
-    return loaded, rules
-
-
-def _runtime_problems(loaded: LoadedConfig, notify: bool) -> list[Problem]:
-    cfg, where = loaded.config, str(loaded.path)
-    problems = []
-    for i, src in enumerate(cfg.sources):
-        try:
-            build_parser(parse_spec(src, cfg))
-        except ValueError as exc:
-            problems.append(Problem(where, f"sources.{i}", str(exc)))
-    state = loaded.state_dir
-    if state.exists() and not state.is_dir():
-        problems.append(Problem(where, "state_dir", f"{state} exists and is not a folder"))
-    try:
-        if notify:  # replay and demo send nothing: they need not load Apprise
-            build_sender(loaded)
-    except FileProblems as exc:
-        problems += exc.problems
-    except ValueError as exc:
-        problems.append(Problem(where, "notify", str(exc)))
-    return problems
-
-
-def build_sender(loaded: LoadedConfig) -> AppriseSender:
-    n = loaded.config.notify
-    return AppriseSender(loaded.notify_urls(), loaded.apprise_config(),
-                         {k: list(v) for k, v in n.routes.items()},
-                         timeout=n.timeout.total_seconds())
-
-
-def transition_record(tr: Transition, language: str) -> dict[str, Any]:
-    """The alert-transition object of the `--format jsonl` contract."""
-    rec: dict[str, Any] = {
-        "ts": tr.ts.isoformat(), "rule": tr.rule, "source": tr.kind, "severity": tr.severity,
-        "state": tr.state, "labels": dict(tr.labels),
-        "summary": tr.summary.get(language) or next(iter(tr.summary.values()), tr.rule),
-    }
-    if tr.line_no is not None:
-        rec["line"] = tr.line_no
-    return rec
 
 
 class Daemon:
@@ -104,45 +43,36 @@ class Daemon:
         self.out = out
         self._stop = False
         self._reload = False
-        self.loaded, self.rules = load_all(self.config_path)
+        self.started = datetime.now().astimezone()
+        self.loaded, self.rules = wiring.load_all(self.config_path)
+        for w in wiring.warnings(self.loaded, self.rules):
+            log.warning("%s", w)
         self.store = Store(self.loaded.state_dir / DB_NAME)
-        self.worker: OutboxWorker | None = None
-        self.sender: AppriseSender | None = None
+        self.counts = Counts()
+        self.dispatcher: Dispatcher | None = None
         self._build()
 
     # -- wiring ----------------------------------------------------------------------------
     def _build(self) -> None:
         """(Re)create every stage from the current config and the stored state."""
-        cfg = self.loaded.config
-        self.sources: list[FileSource] = []
-        saved = self.store.engine_state().get("engine", {})
-        for src in cfg.sources:
-            # start_at applies to a source's first files, also for a source added later
-            first_run = not self.store.has_offsets(src.name)
-            fs = FileSource(src.name, self.loaded.source_globs(src), encoding=src.encoding,
-                            start_at=src.start_at, max_line_bytes=src.max_line_bytes,
-                            first_run=first_run)
-            fs.restore([_checkpoint(r) for r in self.store.offsets(src.name)])
-            self.sources.append(fs)
-        self.engine = Engine(self.loaded, self.rules)
-        if saved.get("window_seconds") != cfg.window.total_seconds():
-            saved = {k: v for k, v in saved.items() if k != "windows"}  # boundaries moved
-        self.engine.restore(saved, self.store.alert_states())
-        self.language = cfg.notify.language
-        self.zone = ZoneInfo(cfg.timezone)  # live alert times read like the log's own
-        sender = build_sender(self.loaded)
-        if self.worker is not None:
-            self._stop_worker()
-        self.sender = sender if sender.has_targets else None
-        if self.sender is not None:
-            self.worker = OutboxWorker(self.sender.send, on_result=lambda: self.waker.wake())
-            self.worker.start()
+        loaded = self.loaded
+        self.sources = wiring.build_sources(loaded, self.store, self.counts)
+        self.engine = wiring.build_engine(loaded, self.rules, self.store, self.counts)
+        self.zone = wiring.zone(loaded)  # live alert times read like the log's own
+        sender = wiring.build_sender(loaded)
+        if self.dispatcher is not None:
+            self.dispatcher.stop()
+            self.dispatcher = None
+        if sender.has_targets:
+            self.dispatcher = Dispatcher(self.store.outbox, sender, loaded.config.notify.language,
+                                         wake=lambda: self.waker.wake())
+            self.dispatcher.start()
         self.waker_dirs = self._watch_dirs()
         self.waker = Waker(self.waker_dirs)
         self.waker.start()
         self._waker_checked = time.monotonic()
         log.info("running: %d sources, %d rules, notify %s", len(self.sources), len(self.rules),
-                 "to %d targets" % len(self.sender.targets) if self.sender else "to console")
+                 "to %d targets" % len(sender.targets) if self.dispatcher else "to console")
 
     def _watch_dirs(self) -> list[str]:
         dirs: set[str] = set()
@@ -175,7 +105,8 @@ class Daemon:
         signal.signal(signal.SIGINT, self._on_term)
         signal.signal(signal.SIGHUP, self._on_hup)
 
-    def _on_term(self, *_: Any) -> None:
+    def _on_term(self, signum: int, _frame: Any) -> None:
+        self._stop_reason = signal.Signals(signum).name
         self._stop = True
 
     def _on_hup(self, *_: Any) -> None:
@@ -186,7 +117,9 @@ class Daemon:
 
     # -- the loop --------------------------------------------------------------------------
     def run(self) -> int:
+        self._mark_running(stopped=None)
         systemd.notify("READY=1\nSTATUS=watching %d sources" % len(self.sources))
+        log.info("started (pid %d, config %s)", os.getpid(), self.config_path)
         wd = systemd.watchdog_interval()
         last_ping = 0.0
         try:
@@ -205,101 +138,64 @@ class Daemon:
         finally:
             systemd.notify("STOPPING=1")
             self.shutdown()
+            log.info("stopped (%s)", getattr(self, "_stop_reason", "asked to stop"))
         return 0
 
     def step(self, now: datetime | None = None) -> bool:
         """One batch: read, decide, commit, deliver. True if files still hold unread lines."""
-        cfg = self.loaded.config
-        per_source = max(1, cfg.batch_lines // max(1, len(self.sources)))
-        lines: list[RawLine] = []
-        backlog_sources = []
+        per_source = max(1, self.loaded.config.batch_lines // max(1, len(self.sources)))
+        streams: list[list[tuple[datetime, Event]]] = []
+        limit: datetime | None = None  # catching up: time moves as far as the slowest source
+        backlog = read = False
         for fs in self.sources:
             got = fs.poll(per_source)
-            lines += got
+            read = read or bool(got)
+            self.counts.add(fs.name, "lines", len(got))  # TODO(lead): FileSource counts
+            events = list(self.engine.events(got))
+            streams.append(events)
             if len(got) >= per_source:
-                backlog_sources.append(fs.name)
-        self.engine.feed(lines)
-        if now is None:
-            now = datetime.now(self.zone)
-        if backlog_sources:
-            # catching up: let time move only as far as the slowest source has read
-            marks = [self.engine.watermarks[s] for s in backlog_sources
-                     if s in self.engine.watermarks]
-            now = min(marks) if marks else None
-        # early-rule transitions are committed with the batch that caused them, clock or not
-        transitions = self.engine.advance(now) if now is not None else self.engine.take_early()
-        self._commit(lines, transitions)
-        if self.sender is None:
+                backlog = True
+                mark = events[-1][0] if events else self.engine.watermarks.get(fs.name)
+                if mark is not None and (limit is None or mark < limit):
+                    limit = mark
+        for confirmed, ev in _merge(streams):
+            self.engine.push(confirmed, ev, limit)
+        if backlog:
+            if limit is not None:
+                self.engine.advance(limit)
+        else:
+            self.engine.advance(now or datetime.now(self.zone))
+        transitions = self.engine.take()
+        self._commit(transitions, read)
+        if self.dispatcher is None:
             for tr in transitions:
-                print_transition(tr, self.language, self.out)
+                print_transition(tr, self.loaded.config.notify.language, self.out)
             self.out.flush()
-        self._deliver()
-        return bool(backlog_sources)
+        else:
+            self.dispatcher.pump()
+        return backlog
 
-    def _commit(self, lines: list[RawLine], transitions: list[Transition]) -> None:
+    def _commit(self, transitions: list[Transition], read: bool = True) -> None:
         drained = self.engine.drain()
-        if not lines and not drained.windows and not transitions and not drained.counters:
+        batch = Batch(counters=self.counts.drain(), samples=drained.failures,
+                      windows=drained.windows, alerts=drained.alerts, transitions=transitions)
+        if batch.empty() and not read:
             return
-        batch = Batch()
-        for fs in self.sources:
-            batch.offsets += [dict(asdict(c), source=fs.name) for c in fs.checkpoints()]
-            batch.offset_sources.append(fs.name)
-        batch.counters = dict(drained.counters)
-        batch.samples = [{"source": f.source, "path": f.path, "line_no": f.line_no,
-                          "reason": f.reason, "text": f.text[:2000]} for f in drained.failures]
-        batch.windows = [{"source": w.source, "start": w.start.isoformat(),
-                          "end": w.end.isoformat(), "features": dict(w.features)}
-                         for w in drained.windows]
-        state = self.engine.state()
-        state["window_seconds"] = self.loaded.config.window.total_seconds()
-        batch.engine_state = {"engine": state}
-        batch.alerts = [a.to_json() for a in drained.alerts]
-        batch.transitions = [{"ts": t.ts.isoformat(), "rule": t.rule, "kind": t.kind,
-                              "severity": t.severity, "state": t.state, "labels": dict(t.labels),
-                              "summary": dict(t.summary), "reason": t.reason}
-                             for t in transitions]
-        if self.sender is not None:
-            for tr in transitions:
-                title, body = render(tr, self.language)
-                batch.outbox.append({"fingerprint": tr.fingerprint, "severity": tr.severity,
-                                     "title": title, "body": body, "next_attempt": 0.0})
+        batch.offsets = {fs.name: [wiring.to_offset(fs.name, c) for c in fs.checkpoints()]
+                         for fs in self.sources}
+        batch.engine_state = wiring.engine_state(self.loaded, self.engine)
+        if self.dispatcher is not None:
+            batch.outbox = self.dispatcher.messages(transitions)
         self.store.commit(batch)
         if drained.windows:
             self.store.prune(drained.windows[-1].end - self.loaded.config.retention)
-
-    def _deliver(self) -> None:
-        """Record finished deliveries; hand due ones to the worker. Never blocks on a target."""
-        if self.worker is None:
-            return
-        now = time.time()
-        for res in self.worker.results():
-            d = res.delivery
-            if d.ok:
-                self.store.outbox_delivered(res.id)
-                log.info("delivered alert #%d: %s", res.id, d.detail)
-            else:
-                attempts = self.store.outbox_attempts(res.id) + 1
-                delay = next_attempt_delay(attempts)
-                self.store.outbox_failed(res.id, d.detail, now + delay)
-                log.warning("delivery of alert #%d failed (attempt %d, retry in %.0fs): %s",
-                            res.id, attempts, delay, d.detail)
-        busy = self.worker.in_flight()
-        waiting: set[str] = set()
-        for row in self.store.pending_outbox():
-            # one alert's messages go out in order: a "resolved" never overtakes its "firing"
-            if row["fingerprint"] in waiting:
-                continue
-            waiting.add(row["fingerprint"])
-            if row["id"] not in busy and row["next_attempt"] <= now:
-                self.worker.submit(OutboxItem(row["id"], row["severity"], row["title"],
-                                              row["body"], row["attempts"]))
 
     # -- reload and stop ---------------------------------------------------------------------
     def reload(self) -> bool:
         """Re-read config and rules; on any problem keep running on the current ones."""
         systemd.reloading()
         try:
-            loaded, rules = load_all(self.config_path)
+            loaded, rules = wiring.load_all(self.config_path)
         except FileProblems as exc:
             for p in exc.problems:
                 log.error("reload refused, keeping the running config: %s", p)
@@ -310,7 +206,7 @@ class Daemon:
                       type(exc).__name__, exc)
             systemd.notify("READY=1\nSTATUS=reload refused")
             return False
-        self._commit([], [])
+        self._commit([])
         self._teardown_sources()
         old = self.loaded, self.rules
         self.loaded, self.rules = loaded, rules
@@ -325,34 +221,37 @@ class Daemon:
             self._build()
             systemd.notify("READY=1")
             return False
-        log.info("reloaded %s", self.config_path)
+        for w in wiring.warnings(loaded, rules):
+            log.warning("%s", w)
+        log.info("reloaded %s (SIGHUP)", self.config_path)
         systemd.notify("READY=1\nSTATUS=reloaded")
         return True
 
+    def _mark_running(self, stopped: str | None) -> None:
+        """For `status`: which process runs on this state, since when, or when it stopped."""
+        info = {"pid": os.getpid(), "started": self.started.isoformat(timespec="seconds"),
+                "config": str(self.config_path), "rules": len(self.rules), "stopped": stopped}
+        self.store.commit(Batch(engine_state={"daemon": info}))
+
     def healthy(self) -> bool:
         """Every worker thread is alive (the file watcher is only a wake-up: polling covers it)."""
-        return self.worker is None or self.worker.alive()
+        return self.dispatcher is None or self.dispatcher.alive()
 
     def shutdown(self) -> None:
         try:
-            self._commit([], [])
+            self._commit([])
+            self._mark_running(stopped=datetime.now().astimezone().isoformat(timespec="seconds"))
         finally:
             self._teardown_sources()
-            if self.worker is not None:
-                self._stop_worker()
+            if self.dispatcher is not None:
+                self.dispatcher.stop()
+                self.dispatcher = None
             self.store.close()
 
-    def _stop_worker(self) -> None:
-        """Let a delivery under way finish and record it, so it is not sent again later."""
-        assert self.worker is not None
-        self.worker.stop()
-        for res in self.worker.results():
-            if res.delivery.ok:
-                self.store.outbox_delivered(res.id)
-        self.worker = None
 
-
-def _checkpoint(row: dict[str, Any]) -> FileCheckpoint:
-    return FileCheckpoint(row["file_id"], row["path"], row["offset"], row["line_no"],
-                          row["fingerprint"], row["head"])
-
+def _merge(streams: list[list[tuple[datetime, Event]]]) -> Iterable[tuple[datetime, Event]]:
+    """Events of several sources in confirmed-time order (each source's own order kept)."""
+    nonempty = [s for s in streams if s]
+    if len(nonempty) <= 1:
+        return nonempty[0] if nonempty else []
+    return heapq.merge(*nonempty, key=itemgetter(0))

@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import TextIO
 
 from agent.alerts import REPEAT
-from agent.daemon import load_all
 from agent.notify.console import print_transition
 from agent.replay import configured_files, replay
 from agent.shipped import shipped_dir
 from agent.simulator import simulate
 from agent.types import Transition
+from agent.wiring import load_all
 
 TEXT = {
     "zh": {"title": "invoice-agent 演示：模拟一天的开票、上传、ERP 同步和系统日志",

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable
+from datetime import datetime, timedelta
+from typing import Any, Iterable, Mapping
 
 from agent.types import Event, Window
 
@@ -44,7 +44,15 @@ FEATURES: dict[str, str] = {
     "window_minutes": "window length in minutes",
 }
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+# The numeric part of a window, in a fixed order: what a model takes (a mapping such as
+# `error_codes` and a text such as `top_error_code` stay for rules and messages only).
+NON_NUMERIC = frozenset({"error_codes", "top_error_code"})
+NUMERIC_FEATURES: tuple[str, ...] = tuple(f for f in FEATURES if f not in NON_NUMERIC)
+
+
+def numeric_vector(features: Mapping[str, Any]) -> list[float]:
+    """The window's numbers in NUMERIC_FEATURES order."""
+    return [float(features[name]) for name in NUMERIC_FEATURES]
 
 
 class Latencies:
@@ -207,7 +215,6 @@ class Windows:
         self.sources = list(sources)
         self._open: dict[str, dict[float, _Acc]] = {s: {} for s in self.sources}
         self._next: dict[str, float | None] = {s: None for s in self.sources}  # next to close
-        self.late = Counter[str]()
 
     def _floor(self, t: float) -> float:
         return t - (t % self._len_s)
@@ -222,7 +229,6 @@ class Windows:
                 return False
             self._next[ev.source] = start
         elif start < nxt:
-            self.late[ev.source] += 1
             return False
         wins = self._open[ev.source]
         acc = wins.get(start)
@@ -279,7 +285,6 @@ class Windows:
         return {
             "next": self._next,
             "open": {s: {str(k): a.to_json() for k, a in w.items()} for s, w in self._open.items()},
-            "late": dict(self.late),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -288,4 +293,3 @@ class Windows:
                 self._next[s] = state["next"][s]
             for k, a in state.get("open", {}).get(s, {}).items():
                 self._open[s][float(k)] = _Acc.from_json(a)
-        self.late.update({k: v for k, v in state.get("late", {}).items() if k in self._open})

@@ -1,26 +1,32 @@
-"""The decision pipeline shared by `run`, `replay` and `demo`: parse -> windows -> rules -> alerts.
+"""The decision pipeline shared by `run`, `replay` and `demo`: parse -> windows -> detectors ->
+alerts.
 
-Pure apart from the parser's clock (for "timestamp in the future"): lines go in, alert
-transitions come out, and `now` is always passed in. The daemon feeds it from tailed files
-with the wall clock; replay feeds it from files merged in event time.
+Pure apart from the parser's clock (for "timestamp in the future"): events go in, alert
+transitions come out, and `now` is always passed in. Events are pushed in the order their
+times are confirmed (`Confirmed`); before an event is shown to any detector, time advances to
+it: every window that closed before it is closed and judged first. The daemon and replay push
+events the same way, so they decide the same on the same lines.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 from agent.alerts import AlertBook, AlertState
 from agent.config import AgentConfig, LoadedConfig, SourceConfig
-from agent.detect.base import Rule
+from agent.counting import Counts
+from agent.detect.base import Detector
 from agent.features import Windows
 from agent.parse import ParseSpec, build_parser
-from agent.types import Event, ParseFailure, RawLine, Transition, Window
+from agent.types import Event, Finding, ParseFailure, RawLine, Transition, Window
 
 log = logging.getLogger(__name__)
+
+MAX_SAMPLES = 20  # unparsed lines kept per batch
 
 
 def parse_spec(src: SourceConfig, cfg: AgentConfig) -> ParseSpec:
@@ -30,165 +36,180 @@ def parse_spec(src: SourceConfig, cfg: AgentConfig) -> ParseSpec:
                      timezone=cfg.timezone, max_future=cfg.max_future)
 
 
-class Engine:
-    """Everything between a raw line and an alert transition, for one config and rule set."""
+class Confirmed:
+    """Event time of one stream as the next line confirms it: a lone line stamped hours ahead
+    (a wrong clock) must not move time forward and make every other line late. `push(ts)`
+    returns the time up to which the stream is known to have come."""
 
-    def __init__(self, loaded: LoadedConfig, rules: list[Rule],
-                 clock: Callable[[], datetime] | None = None):
+    __slots__ = ("last", "prev")
+
+    def __init__(self) -> None:
+        self.last: datetime | None = None
+        self.prev: datetime | None = None
+
+    def push(self, ts: datetime) -> datetime:
+        self.prev, self.last = self.last, ts
+        prev = self.prev
+        return ts if prev is None or ts < prev else prev
+
+
+class Engine:
+    """Everything between a raw line and an alert transition, for one config and detector set."""
+
+    def __init__(self, loaded: LoadedConfig, detectors: list[Detector],
+                 clock: Callable[[], datetime] | None = None, counts: Counts | None = None):
         cfg = loaded.config
         self.config = cfg
-        self.parsers = {s.name: build_parser(parse_spec(s, cfg), clock)
-                        for s in cfg.sources}
+        self.parsers = {s.name: build_parser(parse_spec(s, cfg), clock) for s in cfg.sources}
         self.windows = Windows(self.parsers, cfg.window, cfg.lateness)
-        self.rules = rules
-        self._observers: dict[str, list[Rule]] = {}
-        for r in rules:
-            if type(r).observe is not Rule.observe:
-                src = getattr(r, "source", None)
-                for s in ([src] if src else self.parsers):
-                    self._observers.setdefault(s, []).append(r)
-        # rules that also look at the open window at every line of their source
-        self._early: dict[str, list[Rule]] = {}
-        for r in rules:
-            if getattr(r.config, "early", False):
-                self._early.setdefault(getattr(r, "source", ""), []).append(r)
-        self.early: list[Transition] = []  # transitions caused by single lines, not yet taken
-        self.book = AlertBook({r.name: r for r in rules}, cfg.notify.repeat_interval)
-        # per source, the newest event time confirmed by the event after it: one line stamped
-        # hours ahead (a wrong clock) must not move time forward and make every other line late
+        self.detectors = detectors
+        self.counts = counts if counts is not None else Counts()
+        self._on_event: dict[str, list[Detector]] = {}
+        self._on_window: dict[str, list[Detector]] = {}
+        self._on_tick: list[Detector] = []
+        for d in detectors:
+            w = d.watch()
+            for s in (w.sources if w.sources is not None else self.parsers):
+                if w.events:
+                    self._on_event.setdefault(s, []).append(d)
+                if w.windows:
+                    self._on_window.setdefault(s, []).append(d)
+            if w.ticks:
+                self._on_tick.append(d)
+        self.book = AlertBook({d.name: d for d in detectors}, cfg.notify.repeat_interval)
+        self._step = cfg.window.total_seconds()
+        self._lateness = cfg.lateness.total_seconds()
+        self._due: float | None = None  # event time at which the next window may close
+        self.now: datetime | None = None  # how far event time has advanced
+        # per source, the newest event time confirmed by the event after it
         self.watermarks: dict[str, datetime] = {}
-        self._last: dict[str, datetime] = {}
-        self.counters: Counter[tuple[str, str]] = Counter()  # drained into each batch
+        self._confirm: dict[str, Confirmed] = {}
         self.failures: list[ParseFailure] = []  # samples, drained into each batch
         self.closed: list[Window] = []  # drained into each batch
         self.changed: list[AlertState] = []  # alert states to persist, drained into each batch
+        self.transitions: list[Transition] = []  # taken by the caller
         self.eval_errors: dict[str, str] = {}  # rule -> its last evaluation error
 
     # -- lines in --------------------------------------------------------------------------
     def parse(self, raw: RawLine) -> Event | ParseFailure:
-        src = raw.source
-        self.counters[(src, "lines")] += 1
-        if raw.truncated:
-            self.counters[(src, "truncated")] += 1
-        if raw.replaced:
-            self.counters[(src, "replaced")] += 1
-        result = self.parsers[src].parse(raw)
+        result = self.parsers[raw.source].parse(raw)
         if isinstance(result, ParseFailure):
-            self.counters[(src, "unparsed")] += 1
-            if len(self.failures) < 20:
+            self.counts.add(raw.source, "unparsed")
+            if len(self.failures) < MAX_SAMPLES:
                 self.failures.append(result)
         return result
 
-    def ingest(self, ev: Event) -> None:
-        """Count an event into its window and show it to the rules that watch events."""
-        if not self.windows.add(ev):
-            self.counters[(ev.source, "late")] += 1
-        elif ev.source in self._early:
-            self._fire_early(ev)
-        for r in self._observers.get(ev.source, ()):
-            r.observe(ev)
-        src, ts = ev.source, ev.ts
-        prev = self._last.get(src)
-        self._last[src] = ts
-        confirmed = ts if prev is None or ts < prev else prev
-        wm = self.watermarks.get(src)
-        if wm is None or confirmed > wm:
-            self.watermarks[src] = confirmed
+    def confirm(self, ev: Event) -> datetime:
+        """The time `ev`'s stream has confirmed, as the merge key of `push`."""
+        c = self._confirm.get(ev.source)
+        if c is None:
+            c = self._confirm[ev.source] = Confirmed()
+        return c.push(ev.ts)
 
-    def _fire_early(self, ev: Event) -> None:
-        so_far = None
-        findings = []
-        for r in self._early[ev.source]:
-            if self.book.is_firing(r.name, r.labels):
-                continue  # nothing to learn from this line until the window closes
-            so_far = so_far or self.windows.so_far(ev)
-            if so_far is None:
-                return
-            try:
-                f = r.evaluate_early(ev, so_far)
-            except ValueError as exc:
-                self._eval_failed(r, exc)
-                continue
-            if f is not None:
-                findings.append(f)
-        if findings:
-            transitions, changed = self.book.process(findings)
-            self.early.extend(transitions)
-            self.changed.extend(changed)
-
-    def take_early(self) -> list[Transition]:
-        out, self.early = self.early, []
-        return out
-
-    def _eval_failed(self, r: Rule, exc: ValueError) -> None:
-        self.counters[("rule:" + r.name, "eval_errors")] += 1
-        if r.name not in self.eval_errors:
-            log.warning("rule %s cannot be evaluated (counted, not repeated): %s", r.name, exc)
-        self.eval_errors[r.name] = str(exc)
-
-    def feed(self, lines: Iterable[RawLine]) -> None:
+    def events(self, lines: Iterable[RawLine]) -> Iterator[tuple[datetime, Event]]:
+        """(confirmed time, event) of each line that parses, in line order."""
         for raw in lines:
-            result = self.parse(raw)
-            if not isinstance(result, ParseFailure):
-                self.ingest(result)
+            r = self.parse(raw)
+            if isinstance(r, Event):
+                yield self.confirm(r), r
+
+    def push(self, confirmed: datetime, ev: Event, limit: datetime | None = None) -> None:
+        """Show one event: first advance time to `confirmed` (no further than `limit`), then
+        count it into its window and show it to the detectors that watch events."""
+        t = confirmed.timestamp()
+        if self._due is None or t >= self._due:
+            self.advance(confirmed if limit is None or confirmed < limit else limit)
+        if not self.windows.add(ev):
+            self.counts.add(ev.source, "late")
+        else:
+            watchers = self._on_event.get(ev.source)
+            if watchers:
+                findings: list[Finding] = []
+                for d in watchers:
+                    try:
+                        findings.extend(d.on_event(ev, self.windows))
+                    except ValueError as exc:
+                        self._eval_failed(d, exc)
+                if findings:
+                    self._decide(findings)
+        wm = self.watermarks.get(ev.source)
+        if wm is None or confirmed > wm:
+            self.watermarks[ev.source] = confirmed
+
+    def _decide(self, findings: list[Finding]) -> None:
+        transitions, changed = self.book.process(findings)
+        self.transitions.extend(transitions)
+        self.changed.extend(changed)
+
+    def _eval_failed(self, d: Detector, exc: ValueError) -> None:
+        self.counts.add("rule:" + d.name, "eval_errors")
+        if d.name not in self.eval_errors:
+            log.warning("rule %s cannot be evaluated (counted, not repeated): %s", d.name, exc)
+        self.eval_errors[d.name] = str(exc)
 
     # -- time moves ------------------------------------------------------------------------
-    def advance(self, now: datetime) -> list[Transition]:
-        """Close the windows `now` has passed, evaluate the rules, return alert transitions
-        (after those that single lines caused since the last call)."""
+    def advance(self, now: datetime) -> None:
+        """Close the windows `now` has passed and show them (and the tick) to the detectors."""
         # no-ops for what already started; a source or rule added by a reload starts here
         self.windows.start(now)
-        for r in self.rules:
-            r.start(now)
-        early = self.take_early()
-        closed = self.windows.advance(now)
-        if not closed:
-            return early
-        self.closed.extend(closed)
-        findings = []
-        for w in closed:
-            for r in self.rules:
+        for d in self.detectors:
+            d.start(now)
+        if self.now is None or now > self.now:
+            self.now = now
+        # the next window can close at its end + lateness; a due time computed from `now`
+        # alone would skip one when `now` falls within the lateness after a boundary
+        open_from = now.timestamp() - self._lateness
+        self._due = open_from - open_from % self._step + self._step + self._lateness
+        findings: list[Finding] = []
+        for w in self.windows.advance(now):
+            self.closed.append(w)
+            for d in self._on_window.get(w.source, ()):
                 try:
-                    f = r.evaluate(w)
-                except ValueError as exc:  # a rule that cannot be evaluated is counted, not fatal
-                    self._eval_failed(r, exc)
-                    continue
-                if f is not None:
-                    findings.append(f)
-        transitions, changed = self.book.process(findings)
-        self.changed.extend(changed)
-        return early + transitions
+                    findings.extend(d.on_window(w))
+                except ValueError as exc:  # a rule that cannot be evaluated is counted
+                    self._eval_failed(d, exc)
+        for d in self._on_tick:
+            try:
+                findings.extend(d.on_tick(now))
+            except ValueError as exc:
+                self._eval_failed(d, exc)
+        if findings:
+            self._decide(findings)
+
+    def take(self) -> list[Transition]:
+        """The transitions decided since the last call."""
+        out, self.transitions = self.transitions, []
+        return out
 
     # -- checkpoint ------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
         return {
             "windows": self.windows.state(),
-            "rules": {r.name: r.state() for r in self.rules},
+            "rules": {d.name: d.state() for d in self.detectors},
             "watermarks": {k: v.isoformat() for k, v in self.watermarks.items()},
         }
 
-    def restore(self, state: dict[str, Any], alerts: Iterable[dict[str, Any]]) -> None:
+    def restore(self, state: dict[str, Any], alerts: Iterable[AlertState]) -> None:
+        self.book.restore(alerts)
         if not state:
             return
         self.windows.restore(state.get("windows", {}))
         saved = state.get("rules", {})
-        for r in self.rules:
-            if r.name in saved:
-                r.restore(saved[r.name])
+        for d in self.detectors:
+            if d.name in saved:
+                d.restore(saved[d.name])
         self.watermarks = {k: datetime.fromisoformat(v)
                            for k, v in state.get("watermarks", {}).items() if k in self.parsers}
-        self.book.restore(alerts)
 
     def drain(self) -> "Drained":
         """Hand over what accumulated since the last call (for the next batch commit)."""
-        out = Drained(self.counters, self.failures, self.closed, self.changed)
-        self.counters, self.failures, self.closed, self.changed = Counter(), [], [], []
+        out = Drained(self.failures, self.closed, self.changed)
+        self.failures, self.closed, self.changed = [], [], []
         return out
 
 
 @dataclass(frozen=True, slots=True)
 class Drained:
-    counters: Counter[tuple[str, str]]
     failures: list[ParseFailure]
     windows: list[Window]
     alerts: list[AlertState]

@@ -12,17 +12,16 @@ import heapq
 import os
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Callable, Iterator
+from datetime import datetime
+from typing import Callable, Iterable, Iterator
 
 from agent.alerts import REPEAT
 from agent.config import LoadedConfig, SourceConfig
-from agent.detect.base import Rule
+from agent.counting import Counts
+from agent.detect.base import Detector
 from agent.pipeline import Engine
 from agent.sources.files import FileSource
-from agent.types import Event, ParseFailure, Transition
-
-_FIRST = datetime(1970, 1, 1, tzinfo=timezone.utc)
+from agent.types import Event, Transition
 
 
 class NoSourceForFile(ValueError):
@@ -77,10 +76,10 @@ def configured_files(loaded: LoadedConfig) -> list[tuple[SourceConfig, str]]:
     return out
 
 
-def _events(engine: Engine, src: SourceConfig, path: str) -> Iterator[tuple[datetime, int, object]]:
+def _events(engine: Engine, counts: Counts, src: SourceConfig, path: str
+            ) -> Iterator[tuple[datetime, int, Event]]:
     reader = FileSource(src.name, [glob.escape(path)], encoding=src.encoding,
                         max_line_bytes=src.max_line_bytes)
-    last = prev = _FIRST
     seq = 0
     try:
         while True:
@@ -88,64 +87,48 @@ def _events(engine: Engine, src: SourceConfig, path: str) -> Iterator[tuple[date
             lines = reader.poll(50000) or reader.flush()
             if not lines:
                 break
-            for raw in lines:
-                r = engine.parse(raw)
-                if isinstance(r, Event):
-                    # merge by the time the next line confirms, as the engine's clock does:
-                    # a lone line stamped hours ahead must not drain the other files past it
-                    prev, last = last, r.ts
+            counts.add(src.name, "lines", len(lines))  # TODO(lead): FileSource counts
+            for confirmed, ev in engine.events(lines):
                 seq += 1
-                yield (last if last < prev or prev is _FIRST else prev), seq, r
+                yield confirmed, seq, ev
     finally:
         reader.close()
 
 
-def replay(loaded: LoadedConfig, rules: list[Rule], pairs: list[tuple[SourceConfig, str]],
+def replay(loaded: LoadedConfig, detectors: list[Detector],
+           pairs: list[tuple[SourceConfig, str]],
            on_transition: Callable[[Transition], None] | None = None) -> ReplayResult:
     """Run the pipeline over files in event time; return what it found."""
     t0 = time.perf_counter()
-    engine = Engine(loaded, rules)
+    counts = Counts()
+    engine = Engine(loaded, detectors, counts=counts)
     result = ReplayResult()
-    step = loaded.config.window.total_seconds()
-    due = None  # next event time at which some window may close
 
-    def emit(trs: list[Transition]) -> None:
-        for tr in trs:
+    def emit() -> None:
+        for tr in engine.take():
             result.transitions.append(tr)
             if on_transition is not None:
                 on_transition(tr)
 
-    streams = [_events(engine, s, p) for s, p in pairs]
-    # one file is already in its own order; several are merged by event time
+    streams = [_events(engine, counts, s, p) for s, p in pairs]
+    # one file is already in its own order; several are merged by confirmed event time
+    merged: Iterable[tuple[datetime, int, Event]]
     if len(streams) == 1:
         merged = streams[0]
     else:
         merged = heapq.merge(*streams, key=lambda x: x[0])  # empty when no stream
     last_ts = None
-    lateness = loaded.config.lateness.total_seconds()
-    for ts, _seq, r in merged:
-        if isinstance(r, ParseFailure):
-            continue
-        assert isinstance(r, Event)
-        last_ts = ts
-        t = ts.timestamp()
-        if due is None or t >= due:
-            # time moves first: windows before this line close before it is seen, so an
-            # absence ends no earlier than the line that ends it
-            emit(engine.advance(ts))
-            # the next window can close at its end + lateness; an end computed from `t`
-            # alone would skip one when `t` falls within the lateness after a boundary
-            open_from = t - lateness
-            due = open_from - open_from % step + step + lateness
-        engine.ingest(r)
-        if engine.early:  # a rule with `early:` fired at this very line
-            emit(engine.take_early())
+    for confirmed, _seq, ev in merged:
+        last_ts = confirmed
+        engine.push(confirmed, ev)
+        if engine.transitions:
+            emit()
     if last_ts is not None:
         # the end of the files: let every window that holds data close
-        end = last_ts + loaded.config.window + loaded.config.lateness
-        emit(engine.advance(end))
+        engine.advance(last_ts + loaded.config.window + loaded.config.lateness)
+        emit()
     drained = engine.drain()
-    for (src, name), n in drained.counters.items():
+    for (src, name), n in counts.drain().items():
         result.counters.setdefault(src, {})[name] = n
     result.lines = sum(c.get("lines", 0) for c in result.counters.values())
     result.unparsed = sum(c.get("unparsed", 0) for c in result.counters.values())

@@ -5,39 +5,80 @@ Reading works while the daemon runs (WAL mode allows a second reader).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 from agent.config import load_config
 from agent.store import DB_NAME, Store
 
+_COUNTERS = ("lines", "unparsed", "truncated", "replaced", "late")
+
 
 def collect(config_path: str) -> dict[str, Any]:
     loaded = load_config(config_path)
     db_path = loaded.state_dir / DB_NAME
     out: dict[str, Any] = {"config": str(loaded.path), "state": str(db_path), "sources": {},
-                           "firing": [], "outbox": {"pending": 0, "sent": 0}}
-    names = [s.name for s in loaded.config.sources]
-    for n in names:
-        out["sources"][n] = {"files": [], "lines": 0, "unparsed": 0, "truncated": 0,
-                             "replaced": 0, "late": 0, "samples": []}
+                           "firing": [], "outbox": {"pending": 0, "sent": 0, "failed": 0},
+                           "daemon": {"running": False}}
+    for s in loaded.config.sources:
+        out["sources"][s.name] = {"files": [], "samples": [], **{c: 0 for c in _COUNTERS}}
     if not Path(db_path).is_file():
         out["note"] = "no state yet: the agent has not run with this config"
         return out
     store = Store(db_path, readonly=True)
     try:
-        found = store.summary()
+        for name, counts in store.counters.all().items():
+            out["sources"].setdefault(name, {"files": [], "samples": []}).update(counts)
+        for name in list(out["sources"]):
+            out["sources"][name]["files"] = [
+                {"path": o.path, "offset": o.offset, "lines": o.line_no, "updated": o.updated}
+                for o in store.offsets.of(name)]
+        for name, samples in store.counters.samples().items():
+            if name in out["sources"]:
+                out["sources"][name]["samples"] = [
+                    {"path": f.path, "line_no": f.line_no, "reason": f.reason, "text": f.text}
+                    for f in samples]
+        out["firing"] = [{"rule": a.rule, "severity": a.severity, "labels": dict(a.labels),
+                          "fired_at": a.fired_at.isoformat() if a.fired_at else None,
+                          "file": a.path, "line": a.line_no}
+                         for a in store.alerts.states("firing")]
+        out["outbox"] = store.outbox.summary()
+        out["daemon"] = _daemon(store.engine_state().get("daemon"))
     finally:
         store.close()
-    for name, data in found["sources"].items():
-        if name in out["sources"]:
-            out["sources"][name].update(data)
-    out["firing"], out["outbox"] = found["firing"], found["outbox"]
     return out
+
+
+def _daemon(info: Any) -> dict[str, Any]:
+    """Whether the daemon that last wrote this state is running, and since when."""
+    if not isinstance(info, dict):
+        return {"running": False}
+    pid = info.get("pid")
+    running = not info.get("stopped") and isinstance(pid, int) and _alive(pid)
+    return {"running": running, "pid": pid, "started": info.get("started"),
+            "stopped": info.get("stopped")}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: it exists
+        return True
+    return True
 
 
 def format_status(data: dict[str, Any]) -> str:
     lines = [f"config {data['config']}", f"state  {data['state']}"]
+    d = data.get("daemon", {})
+    if d.get("running"):
+        lines.append(f"daemon running (pid {d['pid']}) since {d['started']}")
+    elif d.get("stopped"):
+        lines.append(f"daemon not running (stopped {d['stopped']})")
+    else:
+        lines.append("daemon not running")
     if "note" in data:
         lines.append(data["note"])
     for name, s in data["sources"].items():
@@ -51,9 +92,13 @@ def format_status(data: dict[str, Any]) -> str:
     lines.append(f"firing alerts: {len(data['firing'])}")
     for a in data["firing"]:
         labels = ",".join(f"{k}={v}" for k, v in a["labels"].items())
-        lines.append(f"  {a['severity']:8} {a['rule']} {labels} since {a['fired_at']}")
+        where = f" at {a['file']}:{a['line']}" if a.get("line") else ""
+        lines.append(f"  {a['severity']:8} {a['rule']} {labels} since {a['fired_at']}{where}")
     ob = data["outbox"]
-    lines.append(f"outbox: {ob.get('pending', 0)} waiting, {ob.get('sent', 0)} delivered")
+    lines.append(f"outbox: {ob.get('pending', 0)} waiting, {ob.get('sent', 0)} delivered, "
+                 f"{ob.get('failed', 0)} refused")
     if ob.get("last_error"):
         lines.append(f"  last delivery error: {ob['last_error']}")
+    for r in ob.get("refused", []):
+        lines.append(f"  refused for good ({r['target']}): {r['title']}: {r['error']}")
     return "\n".join(lines)

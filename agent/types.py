@@ -6,7 +6,7 @@ sources --RawLine--> parse --Event--> features --Window--> detect --Finding--> a
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any, Mapping, NamedTuple
@@ -87,7 +87,12 @@ class Finding:
     labels: Mapping[str, str]
     values: Mapping[str, Any]  # feature values for message templates
     kind: str = "rule"  # rule | model | ledger
-    line_no: int | None = None
+    line_no: int | None = None  # the line that caused it, for verdicts at one line
+    path: str | None = None  # the file of that line
+    # start of the window the verdict looked at; None for verdicts at one line. A window that
+    # began before an alert became active cannot end it (an early firing stands until a
+    # window after it says otherwise)
+    window_start: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,3 +110,40 @@ class Transition:
     reason: str  # first notification | repeat interval elapsed | resolved
     line_no: int | None = None
     values: Mapping[str, Any] = field(default_factory=dict)
+    path: str | None = None  # the file of `line_no`
+    fired_at: datetime | None = None  # when the alert began firing (for "resolved after ...")
+
+
+_TIMES = ("active_since", "fired_at", "last_notified", "resolved_at")
+
+
+@dataclass(frozen=True, slots=True)
+class AlertState:
+    """One alert's lifecycle state, keyed by fingerprint (rule + labels); persisted."""
+
+    fingerprint: str
+    rule: str
+    kind: str
+    severity: str
+    labels: Mapping[str, str]
+    state: str  # pending | firing | resolved | cleared (pending that never fired)
+    active_since: datetime
+    fired_at: datetime | None = None
+    last_notified: datetime | None = None
+    resolved_at: datetime | None = None
+    values: Mapping[str, Any] = field(default_factory=dict)
+    line_no: int | None = None
+    path: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        for k in _TIMES:
+            d[k] = d[k].isoformat() if d[k] else None
+        return d
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> "AlertState":
+        d = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        for k in _TIMES:
+            d[k] = datetime.fromisoformat(d[k]) if d.get(k) else None
+        return cls(**d)

@@ -23,7 +23,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from agent.daemon import load_all
+from agent.wiring import load_all
 from agent.demo import prepare
 from agent.replay import match_files, replay
 from agent.simulator import write_upload_lines

@@ -94,3 +94,15 @@ def smtp():
     controller.stop()
 
 
+
+
+@pytest.fixture
+def agents():
+    """`invoice-agent run` subprocesses a test started (tests.test_daemon.Agent): killed at
+    the end if still running."""
+    started: list = []
+    yield started
+    for a in started:
+        if a.proc.poll() is None:
+            a.proc.kill()
+            a.proc.wait()

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from agent.alerts import FIRST, REPEAT, RESOLVED, AlertBook, AlertState, fingerprint, step
+from agent.detect.base import BuildContext
 from agent.detect.threshold import ThresholdConfig, ThresholdRule
 from agent.types import Finding
 
@@ -15,6 +16,7 @@ TZ = timezone(timedelta(hours=8))
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=TZ)
 DEFAULT_REPEAT = timedelta(hours=4)
 LABELS = {"source": "upload", "team": "finance-it"}
+CONTEXT = BuildContext(["upload"], timedelta(minutes=5))
 
 
 def rule(for_: str = "0s", repeat: str | None = None, name: str = "upload_failure_rate"
@@ -25,7 +27,7 @@ def rule(for_: str = "0s", repeat: str | None = None, name: str = "upload_failur
                            "zh": "失败率 {failure_rate:.0%}"}}
     if repeat:
         options["repeat_interval"] = repeat
-    return ThresholdConfig.model_validate(options).build({})
+    return ThresholdConfig.model_validate(options).build(CONTEXT)
 
 
 def finding(minute: int, active: bool, name: str = "upload_failure_rate",
@@ -93,8 +95,9 @@ def test_notifications_carry_rendered_summary_labels_and_severity():
     (resolved,), _ = book.process([finding(5, False)])
     assert fired.summary == {"en": "failure rate 50%", "zh": "失败率 50%"}
     assert (fired.severity, fired.kind, dict(fired.labels)) == ("critical", "rule", LABELS)
-    # the resolved message quotes the last values the alert fired with
-    assert resolved.summary["en"] == "failure rate 50%"
+    # the resolved message quotes the values it recovered to ("now: 10%")
+    assert resolved.summary["en"] == "failure rate 10%"
+    assert resolved.fired_at == fired.ts
     assert resolved.fingerprint == fired.fingerprint
 
 
@@ -129,7 +132,7 @@ def test_restore_from_json_continues_without_renotifying():
     saved = json.loads(json.dumps([a.to_json() for a in book.live.values()]))
 
     restarted = AlertBook({r.name: r}, DEFAULT_REPEAT)
-    restarted.restore(saved)
+    restarted.restore(AlertState.from_json(d) for d in saved)
     assert [a.state for a in restarted.firing()] == ["firing"]
     # still firing after the restart: no second first notification; the repeat interval
     # counts from the notification before the restart; then it resolves once
@@ -142,7 +145,7 @@ def test_restore_keeps_a_pending_alerts_start():
     book = AlertBook({r.name: r}, DEFAULT_REPEAT)
     run(book, [(0, True)])
     restarted = AlertBook({r.name: r}, DEFAULT_REPEAT)
-    restarted.restore([a.to_json() for a in book.live.values()])
+    restarted.restore(AlertState.from_json(a.to_json()) for a in book.live.values())
     assert run(restarted, [(5, True), (10, True)]) == [(10, "firing", FIRST)]
 
 
@@ -152,7 +155,7 @@ def test_restore_drops_alerts_of_rules_that_no_longer_exist():
     run(book, [(0, True)])
     other = rule(name="renamed")
     restarted = AlertBook({other.name: other}, DEFAULT_REPEAT)
-    restarted.restore([a.to_json() for a in book.live.values()])
+    restarted.restore(AlertState.from_json(a.to_json()) for a in book.live.values())
     assert restarted.live == {}
 
 

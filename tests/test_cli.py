@@ -108,7 +108,7 @@ def test_check_rejects_a_broken_config_naming_file_and_key(tmp_path):
     config.write_text("window: 5m\nsources:\n  - name: upload\n    paths: [logs/u.log]\n"
                       "    formatt: json\n", encoding="utf-8")
     done = agent("check", "-c", config)
-    assert done.returncode == 2
+    assert done.returncode == 1  # a failed check (README: exit 1)
     assert f"{config}:5: sources.0.formatt: unknown key" in done.stderr
     assert "Traceback" not in done.stderr
 
@@ -124,7 +124,7 @@ def test_check_reports_rule_and_secret_problems_together(tmp_path):
                       "notify:\n  urls: ['json://${INVOICE_AGENT_TEST_UNSET}']\n",
                       encoding="utf-8")
     done = agent("check", "-c", config)
-    assert done.returncode == 2
+    assert done.returncode == 1
     assert "2 problem(s)" in done.stderr
     assert "rules.0.when" in done.stderr and "cuont" in done.stderr
     assert "INVOICE_AGENT_TEST_UNSET" in done.stderr
@@ -132,7 +132,7 @@ def test_check_reports_rule_and_secret_problems_together(tmp_path):
 
 def test_check_without_a_config_file_is_a_config_error(tmp_path):
     done = agent("check", "-c", tmp_path / "missing.yaml")
-    assert done.returncode == 2
+    assert done.returncode == 1
     assert "missing.yaml" in done.stderr and "not found" in done.stderr
 
 

@@ -116,16 +116,6 @@ def lines_counted(config: Path) -> int:
     return sum(r[0] for r in rows)
 
 
-@pytest.fixture
-def agents():
-    started: list[Agent] = []
-    yield started
-    for a in started:
-        if a.proc.poll() is None:
-            a.proc.kill()
-            a.proc.wait()
-
-
 def test_appended_failures_alert_on_console_and_sigterm_exits_0(tmp_path, agents):
     config = layout(tmp_path)
     agent = Agent(config)

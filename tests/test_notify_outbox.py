@@ -37,6 +37,11 @@ def wait_for_results(worker: OutboxWorker, count: int, timeout: float = 5.0) -> 
     return results
 
 
+def send_all(sender: AppriseSender):
+    """The worker's send for a sender: every item to every target of its severity."""
+    return lambda it: sender.send(it.title, it.body, it.severity)
+
+
 def item(id_: int, title: str = "【告警·严重】upload_outage", attempts: int = 0) -> OutboxItem:
     return OutboxItem(
         id=id_, severity="critical", title=title, body="上传超时率 100%", attempts=attempts
@@ -45,7 +50,7 @@ def item(id_: int, title: str = "【告警·严重】upload_outage", attempts: i
 
 def test_worker_delivers_submitted_alerts_to_a_real_webhook(receiver, worker_factory):
     url = receiver.url("/alerts")
-    worker = worker_factory(AppriseSender([url], None, {}, timeout=3).send)
+    worker = worker_factory(send_all(AppriseSender([url], None, {}, timeout=3)))
 
     worker.submit(item(1))
     worker.submit(item(2, title="【恢复】upload_outage"))
@@ -61,7 +66,7 @@ def test_worker_delivers_submitted_alerts_to_a_real_webhook(receiver, worker_fac
 def test_submit_returns_immediately_while_a_send_is_slow(worker_factory):
     release = threading.Event()
 
-    def slow_send(title, body, severity):
+    def slow_send(it):
         release.wait(5)
         return Delivery(True, False, "sent")
 
@@ -78,8 +83,8 @@ def test_submit_returns_immediately_while_a_send_is_slow(worker_factory):
 def test_crashing_sender_is_a_recoverable_failure_and_the_worker_survives(worker_factory):
     calls = []
 
-    def flaky_send(title, body, severity):
-        calls.append(title)
+    def flaky_send(it):
+        calls.append(it.title)
         if len(calls) == 1:
             raise ConnectionResetError("boom")
         return Delivery(True, False, "sent")
@@ -100,7 +105,7 @@ def test_dead_webhook_is_reported_not_raised(worker_factory):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     dead = AppriseSender([f"json://127.0.0.1:{port}/x?cto=0.3&rto=0.3"], None, {}, timeout=2)
-    worker = worker_factory(dead.send)
+    worker = worker_factory(send_all(dead))
     worker.submit(item(7))
     [result] = wait_for_results(worker, 1)
     assert result.id == 7 and not result.delivery.ok and result.delivery.recoverable
@@ -110,8 +115,8 @@ def test_dead_webhook_is_reported_not_raised(worker_factory):
 def test_item_stays_in_flight_until_its_result_is_drained(worker_factory):
     sent = []
 
-    def send(title, body, severity):
-        sent.append(title)
+    def send(it):
+        sent.append(it.title)
         return Delivery(True, False, "sent")
 
     worker = worker_factory(send)
@@ -128,7 +133,7 @@ def test_item_stays_in_flight_until_its_result_is_drained(worker_factory):
 
 
 def test_stop_ends_the_thread():
-    worker = OutboxWorker(lambda t, b, s: Delivery(True, False, "sent"))
+    worker = OutboxWorker(lambda it: Delivery(True, False, "sent"))
     assert not worker.alive()
     worker.start()
     assert worker.alive()
@@ -163,7 +168,7 @@ def test_backoff_jitter_only_shortens_and_is_seedable():
 
 def test_each_result_wakes_the_daemon_loop_at_once(worker_factory):
     woken = threading.Event()
-    worker = worker_factory(lambda t, b, s: Delivery(True, False, "sent"), on_result=woken.set)
+    worker = worker_factory(lambda it: Delivery(True, False, "sent"), on_result=woken.set)
     worker.submit(item(1))
     assert woken.wait(2), "the loop would only learn of the delivery at its next poll"
     assert [r.id for r in worker.results()] == [1]
@@ -173,7 +178,7 @@ def test_a_failing_wake_up_hook_does_not_stop_deliveries(worker_factory):
     def broken_hook():
         raise RuntimeError("boom")
 
-    worker = worker_factory(lambda t, b, s: Delivery(True, False, "sent"), on_result=broken_hook)
+    worker = worker_factory(lambda it: Delivery(True, False, "sent"), on_result=broken_hook)
     worker.submit(item(1))
     worker.submit(item(2))
     assert sorted(r.id for r in wait_for_results(worker, 2)) == [1, 2]

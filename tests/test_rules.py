@@ -305,8 +305,9 @@ def test_absence_fires_when_the_source_never_logged(tmp_path):
     fired = []
     for minute in range(0, 31):  # only the platform logs, once a minute
         ts = T0 + timedelta(minutes=minute)
-        engine.ingest(Event(ts=ts, source="platform", event="issue", status="ok"))
-        fired += engine.advance(ts)
+        engine.push(ts, Event(ts=ts, source="platform", event="issue", status="ok"))
+        engine.advance(ts)
+        fired += engine.take()
     assert [(t.rule, t.state, t.ts) for t in fired] == [
         ("upload_silence", "firing", T0 + timedelta(minutes=15))]
     assert fired[0].summary["en"] == "no upload for 15 minutes"
@@ -322,11 +323,14 @@ def test_absence_stays_quiet_while_matching_events_arrive_and_resolves_when_they
         ts = T0 + timedelta(minutes=minute)
         # ok uploads until 09:10, only failures from then to 09:40, ok again afterwards
         status = "failed" if 10 <= minute < 40 else "ok"
-        engine.ingest(Event(ts=ts, source="upload", event="upload", status=status))
-        seen += engine.advance(ts)
+        engine.push(ts, Event(ts=ts, source="upload", event="upload", status=status))
+        engine.advance(ts)
+        seen += engine.take()
     assert [(t.state, t.ts) for t in seen] == [
         ("firing", T0 + timedelta(minutes=25)),  # last ok at 09:09, window to 09:25 is silent
-        ("resolved", T0 + timedelta(minutes=40)),  # the ok line at 09:40 ends the silence
+        # the ok line at 09:40 ends the silence: the window [09:40, 09:45) holding it is the
+        # first that is not silent (window [09:35, 09:40) was silent up to its end)
+        ("resolved", T0 + timedelta(minutes=45)),
     ]
 
 

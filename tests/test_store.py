@@ -7,33 +7,33 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from agent.store import Batch, Store
+from agent.store import Batch, FileOffset, OutboxMessage, Store
+from agent.types import Window
 
 T0 = datetime(2026, 11, 2, 10, 0, tzinfo=timezone(timedelta(hours=8)))
 
 
-def offset(file_id: str, n: int) -> dict:
-    return {"file_id": file_id, "source": "upload", "path": f"/logs/{file_id}", "offset": n,
-            "line_no": n, "fingerprint": "f", "head": "h"}
+def offset(file_id: str, n: int) -> FileOffset:
+    return FileOffset("upload", file_id, f"/logs/{file_id}", n, n, "f", "h")
 
 
 def test_a_batch_that_fails_midway_leaves_nothing_behind(tmp_path):
     store = Store(tmp_path / "agent.db")
-    store.commit(Batch(offsets=[offset("1:1", 10)], offset_sources=["upload"]))
-    bad = Batch(offsets=[offset("1:1", 99)], offset_sources=["upload"])
+    store.commit(Batch(offsets={"upload": [offset("1:1", 10)]}))
+    bad = Batch(offsets={"upload": [offset("1:1", 99)]})
     bad.count("upload", "lines", 89)
-    bad.windows = [{"source": "upload", "start": "x", "end": "y", "features": {1: object()}}]
+    bad.windows = [Window("upload", T0, T0, {"features": object()})]
     with pytest.raises(TypeError):  # the features cannot be stored: the whole batch is refused
         store.commit(bad)
-    assert [r["offset"] for r in store.offsets("upload")] == [10]
+    assert [o.offset for o in store.offsets.of("upload")] == [10]
     assert store.db.execute("SELECT count(*) FROM source_counters").fetchone() == (0,)
 
 
 def test_offsets_of_files_the_source_let_go_are_removed(tmp_path):
     store = Store(tmp_path / "agent.db")
-    store.commit(Batch(offsets=[offset("1:1", 10), offset("1:2", 5)], offset_sources=["upload"]))
-    store.commit(Batch(offsets=[offset("1:2", 7)], offset_sources=["upload"]))
-    assert [(r["file_id"], r["offset"]) for r in store.offsets("upload")] == [("1:2", 7)]
+    store.commit(Batch(offsets={"upload": [offset("1:1", 10), offset("1:2", 5)]}))
+    store.commit(Batch(offsets={"upload": [offset("1:2", 7)]}))
+    assert [(o.file_id, o.offset) for o in store.offsets.of("upload")] == [("1:2", 7)]
 
 
 def test_state_is_readable_by_a_second_process_while_open(tmp_path):
@@ -48,16 +48,14 @@ def test_state_is_readable_by_a_second_process_while_open(tmp_path):
 
 def test_prune_drops_old_windows_and_keeps_recent_deliveries(tmp_path):
     store = Store(tmp_path / "agent.db")
-    windows = [{"source": "upload", "start": (T0 + timedelta(days=d)).isoformat(),
-                "end": (T0 + timedelta(days=d, minutes=5)).isoformat(), "features": {"count": d}}
-               for d in range(5)]
-    outbox = [{"fingerprint": "fp", "severity": "critical", "title": f"t{i}", "body": "b",
-               "next_attempt": 0.0} for i in range(5)]
+    windows = [Window("upload", T0 + timedelta(days=d), T0 + timedelta(days=d, minutes=5),
+                      {"count": d}) for d in range(5)]
+    outbox = [OutboxMessage("fp", "critical", f"t{i}", "b", "t-1") for i in range(5)]
     store.commit(Batch(windows=windows, outbox=outbox))
-    for row in store.pending_outbox()[:4]:
-        store.outbox_delivered(row["id"])
+    for row in store.outbox.pending()[:4]:
+        store.outbox.delivered(row.id, "now")
     store.prune(T0 + timedelta(days=3), keep_sent=2)
     starts = [r[0] for r in store.db.execute("SELECT start FROM windows ORDER BY start")]
-    assert starts == [windows[3]["start"], windows[4]["start"]]
+    assert starts == [windows[3].start.isoformat(), windows[4].start.isoformat()]
     titles = [r[0] for r in store.db.execute("SELECT title FROM outbox ORDER BY id")]
     assert titles == ["t2", "t3", "t4"]  # the newest two delivered, and the undelivered one

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime, timedelta
-from typing import Any, Mapping
+from typing import Any
 
 from pydantic import Field, field_validator
 
-from agent.config import CANONICAL_FIELDS, Duration
-from agent.detect.base import Rule, RuleConfig, register
+from agent.config import CANONICAL_FIELDS, Duration, check_canonical
+from agent.detect.base import (
+    NO_FINDINGS,
+    BuildContext,
+    Detector,
+    OpenWindow,
+    RuleConfig,
+    Watch,
+    register,
+)
 from agent.types import Event, Finding, Window
 
 
@@ -23,7 +32,7 @@ class AbsenceConfig(RuleConfig):
     @field_validator("match")
     @classmethod
     def _fields(cls, v: dict[str, str]) -> dict[str, str]:
-        bad = sorted(set(v) - set(CANONICAL_FIELDS) - {"source"})
+        bad = check_canonical(set(v) - {"source"})
         if bad:
             raise ValueError(f"unknown event field(s) {', '.join(bad)}; expected some of "
                              f"{', '.join(CANONICAL_FIELDS)}")
@@ -40,45 +49,82 @@ class AbsenceConfig(RuleConfig):
     def template_names(self) -> set[str]:
         return {"source", "silent_minutes", "last_seen"}
 
-    def build(self, sources: Mapping[str, Any]) -> "AbsenceRule":
-        return AbsenceRule(self)
+    def source_names(self) -> list[str]:
+        return [self.source]
+
+    def build(self, context: BuildContext) -> "AbsenceRule":
+        return AbsenceRule(self, context.window)
 
 
-class AbsenceRule(Rule):
-    def __init__(self, config: AbsenceConfig):
+class AbsenceRule(Detector):
+    """Each closed window is judged on the events before its end only. Events are shown as
+    they are read, which can be ahead of the windows closing (a batch read at once, a merge
+    waiting for the next line to confirm time): their times wait, one per window, until the
+    window holding them closes, so a line at 10:30 cannot hide the silence of 09:00-10:30."""
+
+    def __init__(self, config: AbsenceConfig, window: timedelta):
         super().__init__(config, {**config.labels, "source": config.source})
         self.source = config.source
         self.silence: timedelta = config.for_
         self.pending_for = timedelta(0)  # `for:` is the silence itself
         self.match = tuple(config.match.items())
-        self.last_seen: datetime | None = None
+        self.last_seen: datetime | None = None  # newest match before the last closed window
+        self._len = window.total_seconds()
+        self._ahead: dict[float, datetime] = {}  # window start -> newest match in it
+        self._closed_until: datetime | None = None
 
-    def observe(self, ev: Event) -> None:
-        if ev.source != self.source:
-            return
+    def watch(self) -> Watch:
+        return Watch(frozenset({self.source}), events=True)
+
+    def on_event(self, ev: Event, open_window: OpenWindow) -> Collection[Finding]:
         for key, value in self.match:
             if getattr(ev, key) != value:
-                return
-        if self.last_seen is None or ev.ts > self.last_seen:
-            self.last_seen = ev.ts
+                return NO_FINDINGS
+        ts = ev.ts
+        if self._closed_until is not None and ts < self._closed_until:
+            self._see(ts)  # a late line: its window was judged already
+            return NO_FINDINGS
+        t = ts.timestamp()
+        start = t - t % self._len
+        seen = self._ahead.get(start)
+        if seen is None or ts > seen:
+            self._ahead[start] = ts
+        return NO_FINDINGS
+
+    def _see(self, ts: datetime) -> None:
+        if self.last_seen is None or ts > self.last_seen:
+            self.last_seen = ts
 
     def start(self, now: datetime) -> None:
         if self.last_seen is None:
             self.last_seen = now
 
-    def evaluate(self, window: Window) -> Finding | None:
-        if window.source != self.source:
-            return None
+    def on_window(self, window: Window) -> Collection[Finding]:
+        end = window.end.timestamp()
+        for start in sorted(k for k in self._ahead if k < end):
+            self._see(self._ahead.pop(start))
+        self._closed_until = window.end
         if self.last_seen is None:
             self.last_seen = window.start
         silent = window.end - self.last_seen
         values = {"source": self.source, "silent_minutes": int(silent.total_seconds() // 60),
                   "last_seen": self.last_seen.isoformat()}
-        return Finding(self.name, silent >= self.silence, window.end, self.labels, values)
+        return (Finding(self.name, silent >= self.silence, window.end, self.labels, values,
+                        window_start=window.start),)
 
     def state(self) -> Any:
-        return self.last_seen.isoformat() if self.last_seen else None
+        return {"last_seen": self.last_seen.isoformat() if self.last_seen else None,
+                "ahead": {str(k): v.isoformat() for k, v in self._ahead.items()},
+                "closed_until": self._closed_until.isoformat() if self._closed_until else None}
 
     def restore(self, state: Any) -> None:
-        if state:
-            self.last_seen = datetime.fromisoformat(state)
+        if isinstance(state, str):  # written before windows held their own matches
+            state = {"last_seen": state}
+        if not isinstance(state, dict):
+            return
+        if state.get("last_seen"):
+            self.last_seen = datetime.fromisoformat(state["last_seen"])
+        self._ahead = {float(k): datetime.fromisoformat(v)
+                       for k, v in (state.get("ahead") or {}).items()}
+        if state.get("closed_until"):
+            self._closed_until = datetime.fromisoformat(state["closed_until"])

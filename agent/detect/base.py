@@ -1,13 +1,26 @@
-"""What every rule has in common, and the registry of rule types.
+"""The detector interface every rule type implements, and the registry of types by name.
 
-Rules are data (operator YAML); rule types are code registered by name. A type is a config
-class (validated, immutable) whose `build()` returns the runtime rule.
+Rules are data (operator YAML); detector types are code registered by name. A type is a config
+class (validated, immutable) whose `build(context)` returns the runtime detector. A detector
+declares what it wants to be shown (`watch()`), and the engine calls it:
+
+- `start(now)` once, when monitoring begins (event time);
+- `on_event(ev, open_window)` for each event of a watched source, after time has advanced to
+  the event (every window that closed before it has been shown first);
+- `on_window(window)` for each closed window of a watched source, in time order;
+- `on_tick(now)` each time event time advances (deadlines that are not window-bound).
+
+Each returns findings (verdicts: does the condition hold now), which the alert lifecycle turns
+into transitions. Detectors are pure: time only comes in as arguments. `state()`/`restore()`
+carry what they remember across a restart.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, ClassVar, Literal, Mapping
+from typing import Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -16,9 +29,10 @@ from agent.detect.expr import ExprError, Template
 from agent.types import Event, Finding, Window
 
 RULE_TYPES: dict[str, type["RuleConfig"]] = {}
+NO_FINDINGS: tuple[Finding, ...] = ()
 
 
-def register(name: str):
+def register(name: str) -> Callable[[type["RuleConfig"]], type["RuleConfig"]]:
     """Class decorator: make a RuleConfig available as `type: name`."""
 
     def inner(cls: type[RuleConfig]) -> type[RuleConfig]:
@@ -27,6 +41,30 @@ def register(name: str):
         return cls
 
     return inner
+
+
+@dataclass(frozen=True, slots=True)
+class BuildContext:
+    """What a detector may know of the agent when it is built."""
+
+    sources: Collection[str]  # configured source names
+    window: timedelta  # tumbling window length
+
+
+@dataclass(frozen=True, slots=True)
+class Watch:
+    """What a detector is shown: the engine dispatches by this declaration."""
+
+    sources: frozenset[str] | None  # None: every source
+    events: bool = False  # on_event for each event of those sources
+    windows: bool = True  # on_window for each closed window of those sources
+    ticks: bool = False  # on_tick each time event time advances
+
+
+class OpenWindow(Protocol):
+    """The engine's view of the window an event was just counted into."""
+
+    def so_far(self, ev: Event) -> Window | None: ...
 
 
 class RuleConfig(BaseModel):
@@ -53,19 +91,32 @@ class RuleConfig(BaseModel):
         """Names the summary templates may use."""
         return set()
 
-    def build(self, sources: Mapping[str, Any]) -> "Rule":
+    def source_names(self) -> list[str]:
+        """Sources the rule refers to (checked against the configured ones at load)."""
+        return []
+
+    def build(self, context: BuildContext) -> "Detector":
         raise NotImplementedError
 
 
-class Rule:
-    """Runtime rule: sees events and windows, returns findings. Pure: no clock of its own."""
+def plain_summary(name: str, values: Mapping[str, Any]) -> str:
+    """The fallback text when a template cannot render: the rule and its plain values."""
+    shown = ", ".join(f"{k}={v}" for k, v in list(values.items())[:12]
+                      if isinstance(v, (int, float, str)))
+    return f"{name}: {shown}"[:1000]
 
-    kind = "rule"
+
+class Detector:
+    """A runtime rule: shown events, windows and ticks as declared by `watch()`; returns
+    findings. Also what the alert lifecycle needs to know of it (name, severity, labels,
+    pending time, repeat interval, summary)."""
+
+    kind = "rule"  # rule | ledger | model (the "source" of the jsonl contract)
 
     def __init__(self, config: RuleConfig, labels: Mapping[str, str]):
         self.config = config
         self.name = config.name
-        self.severity = config.severity
+        self.severity: str = config.severity
         self.labels = dict(labels)
         self.pending_for: timedelta = config.for_
         self.repeat_interval = config.repeat_interval
@@ -77,22 +128,28 @@ class Rule:
             except ExprError as exc:
                 raise ExprError(str(exc), key=f"summary.{lang}") from None
 
-    def observe(self, ev: Event) -> None:
-        """See one event (most rule types only look at windows)."""
+    def watch(self) -> Watch:
+        raise NotImplementedError
 
     def start(self, now: datetime) -> None:
         """Monitoring begins at `now` (event time)."""
 
-    def evaluate_early(self, ev: Event, so_far: Window) -> Finding | None:
-        """A firing verdict at one line from its window so far (rules with `early:`)."""
-        return None
+    def on_event(self, ev: Event, open_window: OpenWindow) -> Collection[Finding]:
+        return NO_FINDINGS
 
-    def evaluate(self, window: Window) -> Finding | None:
-        """A verdict for a closed window, or None if the window is not this rule's business."""
-        raise NotImplementedError
+    def on_window(self, window: Window) -> Collection[Finding]:
+        return NO_FINDINGS
+
+    def on_tick(self, now: datetime) -> Collection[Finding]:
+        return NO_FINDINGS
 
     def summary(self, values: Mapping[str, Any]) -> dict[str, str]:
-        out = {lang: t.render(values) for lang, t in self.summaries.items()}
+        out = {}
+        for lang, t in self.summaries.items():
+            try:
+                out[lang] = t.render(values)
+            except Exception:  # noqa: BLE001  an alert is never lost to its message template
+                out[lang] = plain_summary(self.name, values)
         if not out:
             out = {"zh": self.name, "en": self.name}
         return out

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import glob
-from typing import Any, Collection, Iterable
+from datetime import timedelta
+from typing import Any, Collection, Iterable, Iterator
 
 from pydantic import ValidationError
 
 from agent.detect import absence, threshold  # noqa: F401  (registers the rule types)
-from agent.detect.base import RULE_TYPES, Rule
+from agent.detect.base import RULE_TYPES, BuildContext, Detector
 from agent.detect.expr import ExprError
 from agent.yamlfile import FileProblems, Problem, YamlDoc, dotted, read_yaml
 
@@ -22,10 +23,17 @@ def rule_files(globs: Iterable[str]) -> list[str]:
     return files
 
 
-def load_rules(globs: Iterable[str], sources: Collection[str]) -> list[Rule]:
+DEFAULT_WINDOW = timedelta(minutes=5)
+
+_Found = tuple[int, Detector | None, "Problem | list[Problem] | None"]
+
+
+def load_rules(globs: Iterable[str], sources: Collection[str],
+               window: timedelta = DEFAULT_WINDOW) -> list[Detector]:
     """Read, validate and build every rule; raise FileProblems listing all problems."""
     problems: list[Problem] = []
-    rules: list[Rule] = []
+    rules: list[Detector] = []
+    context = BuildContext(tuple(sources), window)
     seen: dict[str, str] = {}
     for path in rule_files(globs):
         try:
@@ -33,7 +41,7 @@ def load_rules(globs: Iterable[str], sources: Collection[str]) -> list[Rule]:
         except FileProblems as exc:
             problems += exc.problems
             continue
-        for i, rule, found in _rules_in(doc, sources):
+        for i, rule, found in _rules_in(doc, context):
             if found:
                 problems += found if isinstance(found, list) else [found]
                 continue
@@ -51,7 +59,7 @@ def load_rules(globs: Iterable[str], sources: Collection[str]) -> list[Rule]:
     return rules
 
 
-def _rules_in(doc: YamlDoc, sources: Collection[str]):
+def _rules_in(doc: YamlDoc, context: BuildContext) -> Iterator[_Found]:
     data = doc.data
     if data is None:
         return
@@ -64,10 +72,12 @@ def _rules_in(doc: YamlDoc, sources: Collection[str]):
         yield 0, None, Problem(doc.path, extra[0], "unknown key (expected only `rules:`)",
                                doc.line_of((extra[0],)))
     for i, item in enumerate(data["rules"]):
-        yield (i, *_one_rule(doc, i, item, sources))
+        rule, found = _one_rule(doc, i, item, context)
+        yield i, rule, found
 
 
-def _one_rule(doc: YamlDoc, i: int, item: Any, sources: Collection[str]):
+def _one_rule(doc: YamlDoc, i: int, item: Any, context: BuildContext
+              ) -> tuple[Detector | None, Problem | list[Problem] | None]:
     base = ("rules", i)
     if not isinstance(item, dict):
         return None, Problem(doc.path, dotted(base), "expected a mapping", doc.line_of(base))
@@ -86,14 +96,15 @@ def _one_rule(doc: YamlDoc, i: int, item: Any, sources: Collection[str]):
                 err["type"], err["msg"].removeprefix("Value error, "))
             found.append(Problem(doc.path, dotted(loc), msg, doc.line_of(loc)))
         return None, found
-    src = getattr(config, "source", None)
-    if src is not None and src not in sources:
-        loc = base + ("source",)
-        return None, Problem(doc.path, dotted(loc),
-                             f"unknown source {src!r}; configured: {', '.join(sources) or 'none'}",
-                             doc.line_of(loc))
+    sources = context.sources
+    for src in config.source_names():
+        if src not in sources:
+            loc = base + ("source",)
+            return None, Problem(doc.path, dotted(loc),
+                                 f"unknown source {src!r}; configured: "
+                                 f"{', '.join(sources) or 'none'}", doc.line_of(loc))
     try:
-        return config.build({}), None
+        return config.build(context), None
     except ExprError as exc:
         loc = base + tuple(exc.key.split(".")) if exc.key else base
         return None, Problem(doc.path, dotted(loc), str(exc), doc.line_of(loc))

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
-from agent.detect.base import Rule, RuleConfig, register
+from agent.detect.base import (
+    NO_FINDINGS,
+    BuildContext,
+    Detector,
+    OpenWindow,
+    RuleConfig,
+    Watch,
+    register,
+)
 from agent.detect.expr import ExprError, Expression
 from agent.features import FEATURES, empty_features
 from agent.types import Event, Finding, Window
@@ -20,19 +29,24 @@ class ThresholdConfig(RuleConfig):
     early: bool = False
     """Also test the open window at every line, firing at the line that makes `when` true
     instead of at the window's end. For conditions that only grow within a window (`failed >=
-    3`), not for rates of a few lines; resolving still waits for the window to close."""
+    3`), not for rates of a few lines; resolving still waits for a window after the firing."""
 
     def template_names(self) -> set[str]:
         return set(FEATURES) | {"source", "window_start", "window_end"}
 
-    def build(self, sources: Mapping[str, Any]) -> "ThresholdRule":
+    def source_names(self) -> list[str]:
+        return [self.source]
+
+    def build(self, context: BuildContext) -> "ThresholdRule":
         return ThresholdRule(self)
 
 
-class ThresholdRule(Rule):
+class ThresholdRule(Detector):
     def __init__(self, config: ThresholdConfig):
         super().__init__(config, {**config.labels, "source": config.source})
         self.source = config.source
+        self.early = config.early
+        self._fired_in: float | None = None  # start of the open window an early firing was in
         try:
             self.when = Expression(config.when, FEATURES)
             # a type error ('' > 1000) or a division by a zero count would otherwise fail in
@@ -43,21 +57,30 @@ class ThresholdRule(Rule):
                             f"`count > 0 and ...` if needed)"
                             if "failed:" in str(exc) else str(exc), key="when") from None
 
-    def evaluate_early(self, ev: Event, so_far: Window) -> Finding | None:
-        """A firing verdict at the line `ev`, from the window so far; None unless it holds."""
-        if not self.config.early or not self.when(_names(so_far.features)):
-            return None
-        values = dict(so_far.features, source=self.source,
-                      window_start=so_far.start.isoformat(), window_end=so_far.end.isoformat())
-        return Finding(self.name, True, ev.ts, self.labels, values, line_no=ev.line_no)
+    def watch(self) -> Watch:
+        return Watch(frozenset({self.source}), events=self.early)
 
-    def evaluate(self, window: Window) -> Finding | None:
-        if window.source != self.source:
-            return None
-        values = dict(window.features, source=self.source,
-                      window_start=window.start.isoformat(), window_end=window.end.isoformat())
-        return Finding(self.name, self.when(_names(window.features)), window.end, self.labels,
-                       values)
+    def on_event(self, ev: Event, open_window: OpenWindow) -> Collection[Finding]:
+        """A firing verdict at the line `ev`, from its window so far."""
+        so_far = open_window.so_far(ev)
+        if so_far is None:
+            return NO_FINDINGS
+        start = so_far.start.timestamp()
+        if self._fired_in == start:
+            return NO_FINDINGS  # fired at an earlier line of this window: the rest is its end's
+        if not self.when(_names(so_far.features)):
+            return NO_FINDINGS
+        self._fired_in = start
+        return (Finding(self.name, True, ev.ts, self.labels, self._values(so_far),
+                        line_no=ev.line_no, path=ev.path),)
+
+    def on_window(self, window: Window) -> Collection[Finding]:
+        return (Finding(self.name, self.when(_names(window.features)), window.end, self.labels,
+                        self._values(window), window_start=window.start),)
+
+    def _values(self, w: Window) -> dict[str, Any]:
+        return dict(w.features, source=self.source, window_start=w.start.isoformat(),
+                    window_end=w.end.isoformat())
 
 
 def _names(features: Mapping[str, Any]) -> dict[str, Any]:

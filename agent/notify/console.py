@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from typing import TextIO
 
-from agent.notify.render import format_labels, summary_text
+from agent.notify.render import format_labels, message_summary
 from agent.types import Transition
 
 _RESET = "\033[0m"
@@ -23,7 +23,7 @@ _COLOURS = {
 def format_transition(tr: Transition, language: str = "zh") -> str:
     """The plain one-line form: event time, state, severity, rule, summary, labels."""
     # Columns padded to the longest word (RESOLVED, critical) so a stream of lines aligns.
-    summary = " ".join(summary_text(tr, language).split())  # one line, whatever the template
+    summary = " ".join(message_summary(tr, language).split())  # one line, whatever the template
     line = (
         f"{tr.ts.isoformat(sep=' ', timespec='seconds')} {tr.state.upper():<8} "
         f"{tr.severity:<8} {tr.rule}"

@@ -1,9 +1,11 @@
-"""The delivery worker behind the durable outbox.
+"""Delivering the durable outbox: one row per (message, target), sent on a worker thread.
 
-The daemon owns the outbox table (one thread writes SQLite); this module only sends.  The
-daemon submits due rows as `OutboxItem`s, drains `OutboxResult`s on its own schedule and
-records them, using `next_attempt_delay` to schedule retries.  Sending happens on one
-background thread so a dead or throttled target never blocks ingestion.
+`Dispatcher` is driven by the loop's thread (the one that writes SQLite): it turns alert
+transitions into outbox messages for the targets their severity routes to, submits due rows
+to the `OutboxWorker`, and records each result: delivered, retried later with backoff (only to
+the target that did not take it), or refused for good (a permanent failure such as a bad key
+or an unknown recipient). Sending happens on one background thread so a dead or throttled
+target never blocks ingestion.
 """
 
 from __future__ import annotations
@@ -12,10 +14,16 @@ import logging
 import queue
 import random
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from agent.notify.sender import Delivery
+from agent.notify.render import render
+from agent.notify.sender import AppriseSender, Delivery
+from agent.store import utc_now
+from agent.store.outbox import Outbox
+from agent.store.records import OutboxMessage
+from agent.types import Transition
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +37,7 @@ class OutboxItem:
     title: str
     body: str
     attempts: int  # attempts already made before this one
+    target: str = ""  # the sender's target key
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,12 +76,12 @@ _STOP = object()  # queue sentinel: wakes the thread up so it sees the stop requ
 class OutboxWorker:
     """Sends submitted items one at a time on a background thread.
 
-    `send(title, body, severity)` is usually `AppriseSender.send`.  An item stays in
+    `send(item)` is usually `AppriseSender.send_item`.  An item stays in
     `in_flight()` from `submit` until its result has been drained by `results()`, so the
     daemon can re-scan due rows at any time without sending one twice.
     """
 
-    def __init__(self, send: Callable[[str, str, str], Delivery], name: str = "notify-outbox",
+    def __init__(self, send: Callable[[OutboxItem], Delivery], name: str = "notify-outbox",
                  on_result: Callable[[], None] | None = None):
         self._send = send
         # called (on the worker thread) after each result: lets the daemon record a delivery
@@ -149,7 +158,7 @@ class OutboxWorker:
 
     def _deliver(self, item: OutboxItem) -> Delivery:
         try:
-            delivery = self._send(item.title, item.body, item.severity)
+            delivery = self._send(item)
             if not isinstance(delivery, Delivery):
                 raise TypeError(f"send returned {type(delivery).__name__}, not Delivery")
             return delivery
@@ -159,3 +168,86 @@ class OutboxWorker:
             log.error("outbox item %d: sender raised %s", item.id, type(exc).__name__)
             log.debug("outbox item %d: sender traceback", item.id, exc_info=True)
             return Delivery(False, True, f"sender raised {type(exc).__name__}")
+
+
+class Dispatcher:
+    """The outbox's schedule: which rows go to the worker when, and what their results mean.
+
+    Runs on the loop's thread only (it reads and writes the outbox table); `pump()` never
+    blocks on a target.
+    """
+
+    def __init__(self, outbox: Outbox, sender: AppriseSender, language: str,
+                 wake: Callable[[], None] | None = None,
+                 clock: Callable[[], float] = time.time):
+        self.outbox = outbox
+        self.sender = sender
+        self.language = language
+        self.clock = clock
+        self.worker = OutboxWorker(self._send, on_result=wake)
+
+    def start(self) -> None:
+        self.worker.start()
+
+    def messages(self, transitions: Iterable[Transition]) -> list[OutboxMessage]:
+        """One message per transition and target its severity routes to."""
+        out = []
+        for tr in transitions:
+            title, body = render(tr, self.language)
+            for key in self.sender.target_keys(tr.severity):
+                out.append(OutboxMessage(tr.fingerprint, tr.severity, title, body, key))
+        return out
+
+    def pump(self) -> None:
+        """Record finished deliveries; hand due rows to the worker."""
+        now = self.clock()
+        self._record(now)
+        busy = self.worker.in_flight()
+        waiting: set[tuple[str, str]] = set()
+        for row in self.outbox.pending():
+            msg = row.message
+            if not msg.target:  # written before delivery was per target
+                self.outbox.replace(row.id, [
+                    OutboxMessage(msg.fingerprint, msg.severity, msg.title, msg.body, key)
+                    for key in self.sender.target_keys(msg.severity)], utc_now())
+                continue
+            # one alert's messages reach each target in order: a "resolved" never overtakes
+            # its "firing"; other targets are not held up by this one
+            key = (msg.fingerprint, msg.target)
+            if key in waiting:
+                continue
+            waiting.add(key)
+            if row.id not in busy and row.next_attempt <= now:
+                self.worker.submit(OutboxItem(row.id, msg.severity, msg.title, msg.body,
+                                              row.attempts, msg.target))
+
+    def _record(self, now: float) -> None:
+        for res in self.worker.results():
+            self._result(res, now)
+
+    def _result(self, res: OutboxResult, now: float) -> None:
+        d = res.delivery
+        if d.ok:
+            self.outbox.delivered(res.id, utc_now())
+            log.info("delivered alert #%d: %s", res.id, d.detail)
+        elif not d.recoverable:
+            self.outbox.failed(res.id, d.detail, None)
+            log.error("delivery of alert #%d refused for good, not retried: %s",
+                      res.id, d.detail)
+        else:
+            attempts = self.outbox.attempts(res.id) + 1
+            delay = next_attempt_delay(attempts)
+            self.outbox.failed(res.id, d.detail, now + delay)
+            log.warning("delivery of alert #%d failed (attempt %d, retry in %.0fs): %s",
+                        res.id, attempts, delay, d.detail)
+
+    def _send(self, item: OutboxItem) -> Delivery:
+        return self.sender.send_to(item.target, item.title, item.body, item.severity)
+
+    def alive(self) -> bool:
+        return self.worker.alive()
+
+    def stop(self) -> None:
+        """Let a delivery under way finish and record it, so it is not sent again later."""
+        self.worker.stop()
+        self._record(self.clock())

@@ -9,6 +9,7 @@ counts: 2048 bytes is only about 680 Chinese characters.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from agent.types import Transition
 
@@ -36,9 +37,35 @@ _REASON = {
 }
 
 _LABEL_WORDS = {
-    "zh": {"labels": "标签", "time": "时间", "reason": "原因", "line": "行号"},
-    "en": {"labels": "Labels", "time": "Time", "reason": "Reason", "line": "Line"},
+    "zh": {"labels": "标签", "time": "时间", "reason": "原因", "line": "行号",
+           "lasted": "已恢复，持续 {d}；现在：", "file": "文件"},
+    "en": {"labels": "Labels", "time": "Time", "reason": "Reason", "line": "Line",
+           "lasted": "resolved after {d}; now: ", "file": "File"},
 }
+
+
+def duration_text(seconds: float, language: str = "zh") -> str:
+    """'35 min', '2 h 5 min', '3 d 4 h' (zh: '35 分钟', '2 小时 5 分钟', '3 天 4 小时')."""
+    m = max(0, int(seconds // 60))
+    d, h, mm = m // 1440, m % 1440 // 60, m % 60
+    units = (("天", "小时", "分钟") if language == "zh" else ("d", "h", "min"))
+    parts = [(d, units[0]), (h, units[1]), (mm, units[2])]
+    shown = [f"{n} {u}" for n, u in parts if n][:2]
+    return " ".join(shown) or f"0 {units[2]}"
+
+
+def jsonl_record(tr: Transition, language: str) -> dict[str, Any]:
+    """The alert-transition object of `replay --format jsonl` (see DESIGN.md)."""
+    rec: dict[str, Any] = {
+        "ts": tr.ts.isoformat(), "rule": tr.rule, "source": tr.kind, "severity": tr.severity,
+        "state": tr.state, "labels": dict(tr.labels),
+        "summary": tr.summary.get(language) or next(iter(tr.summary.values()), tr.rule),
+    }
+    if tr.line_no is not None:
+        rec["line"] = tr.line_no
+        if tr.path:
+            rec["file"] = tr.path
+    return rec
 
 
 def _check_language(language: str) -> None:
@@ -81,6 +108,16 @@ def summary_text(tr: Transition, language: str = "zh") -> str:
     return tr.rule
 
 
+def message_summary(tr: Transition, language: str = "zh") -> str:
+    """The summary as a message shows it: a resolved alert says for how long it lasted
+    before the values it recovered to ("resolved after 35 min; now: failure rate 2%")."""
+    summary = summary_text(tr, language)
+    if tr.state == "resolved" and tr.fired_at is not None:
+        lasted = duration_text((tr.ts - tr.fired_at).total_seconds(), language)
+        summary = _LABEL_WORDS[language]["lasted"].format(d=lasted) + summary
+    return summary
+
+
 def format_labels(labels: Mapping[str, str]) -> str:
     """Labels as `k=v k=v`, sorted so the same alert always reads the same."""
     return " ".join(f"{k}={v}" for k, v in sorted(labels.items()))
@@ -94,7 +131,8 @@ def _meta_lines(tr: Transition, language: str) -> list[str]:
         lines.append(f"{words['labels']}{sep}{format_labels(tr.labels)}")
     lines.append(f"{words['time']}{sep}{tr.ts.isoformat(timespec='seconds')}")
     if tr.line_no is not None:
-        lines.append(f"{words['line']}{sep}{tr.line_no}")
+        where = f"{tr.path}:{tr.line_no}" if tr.path else str(tr.line_no)
+        lines.append(f"{words['line']}{sep}{where}")
     reason = _REASON[language].get(tr.reason, tr.reason)
     if reason:
         lines.append(f"{words['reason']}{sep}{reason}")
@@ -112,7 +150,7 @@ def render(
     metadata lines survive; None disables the limit (e.g. mail only).
     """
     title = render_title(tr, language)
-    summary = summary_text(tr, language)
+    summary = message_summary(tr, language)
     meta = "\n".join(_meta_lines(tr, language))
     body = f"{summary}\n{meta}"
     if max_bytes is None:

@@ -1,0 +1,100 @@
+"""The one package that touches SQLite: offsets, counters, samples, windows, alerts, outbox.
+
+One connection, used from one thread (the daemon's loop). A batch of lines is committed in a
+single transaction together with everything it caused (window state, alert state, outbox
+rows), so after a crash the agent resumes from a consistent point: the uncommitted batch is
+read again and, because its alerts were not committed either, nothing is notified twice.
+Each table sits behind a small repository (offsets.py, windows.py, alerts.py, outbox.py);
+the schema grows by numbered migrations (migrations.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from sqlite_utils import Database
+
+from agent.store.alerts import Alerts
+from agent.store.migrations import migrations, table
+from agent.store.offsets import Counters, Offsets
+from agent.store.outbox import Outbox
+from agent.store.records import Batch, FileOffset, OutboxMessage, OutboxRow
+from agent.store.windows import Windows
+
+__all__ = ["DB_NAME", "Batch", "FileOffset", "OutboxMessage", "OutboxRow", "Store", "utc_now"]
+
+DB_NAME = "agent.db"  # inside state_dir
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class Store:
+    """SQLite state of one agent. `path=":memory:"` for runs that must not touch state."""
+
+    def __init__(self, path: str | Path, readonly: bool = False):
+        if readonly:
+            # `status` beside a running daemon: no migrations, no writes; as_uri() escapes the
+            # '#', '?' and '%' a plain "file:" URI would misread
+            conn = sqlite3.connect(f"{Path(path).absolute().as_uri()}?mode=ro", uri=True)
+            conn.execute("PRAGMA busy_timeout=5000")
+        else:
+            if str(path) != ":memory:":
+                _create_private(Path(path))
+            conn = sqlite3.connect(str(path), isolation_level=None)
+            conn.execute("PRAGMA busy_timeout=5000")
+            if str(path) != ":memory:":
+                conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+        self.db = Database(conn)
+        if not readonly:
+            migrations.apply(self.db)
+        self.offsets = Offsets(self.db)
+        self.counters = Counters(self.db)
+        self.windows = Windows(self.db)
+        self.alerts = Alerts(self.db)
+        self.outbox = Outbox(self.db)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def commit(self, batch: Batch) -> None:
+        """Write one batch atomically: its effects and the offsets that produced them."""
+        now = utc_now()
+        with self.db.atomic():
+            self.offsets.write(batch.offsets, now)
+            self.counters.add(batch.counters)
+            self.counters.keep_samples(batch.samples, now)
+            self.windows.write(batch.windows)
+            if batch.engine_state:
+                table(self.db, "engine_state").upsert_all(
+                    [{"key": k, "value": json.dumps(v, ensure_ascii=False)}
+                     for k, v in batch.engine_state.items()], pk="key")
+            self.alerts.write(batch.alerts, batch.transitions, now)
+            self.outbox.add(batch.outbox, now)
+
+    def engine_state(self) -> dict[str, Any]:
+        return {r["key"]: json.loads(r["value"]) for r in table(self.db, "engine_state").rows}
+
+    def prune(self, before: datetime, keep_sent: int = 1000) -> None:
+        """Drop what retention no longer covers: windows and alert history older than `before`
+        (event time), alerts that ended before it, delivered (or refused) notifications
+        beyond the newest `keep_sent`."""
+        with self.db.atomic():
+            self.windows.prune(before)
+            self.alerts.prune(before)
+            self.outbox.prune(keep_sent)
+
+
+def _create_private(path: Path) -> None:
+    """The state holds alert texts and log samples: readable by the agent's user only. SQLite
+    gives its -wal and -shm files the permissions of the database file."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if not path.exists():
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))

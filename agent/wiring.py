@@ -1,0 +1,122 @@
+"""Building the agent from its config: the one place `run`, `replay`, `check`, `demo` and
+reload load config and rules and build parsers, detectors, sources and senders.
+
+`check` passing means `run` starts: both go through `load_all`, which builds every part once
+and reports every problem at once (FileProblems).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from agent.config import LoadedConfig, load_config
+from agent.counting import Counts
+from agent.detect.base import Detector
+from agent.detect.loader import load_rules
+from agent.notify.sender import AppriseSender
+from agent.parse import build_parser
+from agent.pipeline import Engine, parse_spec
+from agent.sources.files import FileSource
+from agent.sources.position import FileCheckpoint
+from agent.store import FileOffset, Store
+from agent.yamlfile import FileProblems, Problem
+
+
+def load_all(config_path: str | Path, notify: bool = True
+             ) -> tuple[LoadedConfig, list[Detector]]:
+    """Config and rules, validated together, and every part built once as `run` builds it;
+    FileProblems lists everything wrong. `notify=False` (replay, demo) skips loading the
+    notification targets, which they never use."""
+    loaded = load_config(config_path)
+    problems: list[Problem] = []
+    try:
+        rules = load_rules(loaded.rule_globs(), [s.name for s in loaded.config.sources],
+                           loaded.config.window)
+    except FileProblems as exc:
+        problems += exc.problems
+        rules = []
+    problems += _runtime_problems(loaded, notify)
+    if problems:
+        raise FileProblems(problems)
+    return loaded, rules
+
+
+def warnings(loaded: LoadedConfig, rules: list[Detector]) -> list[Problem]:
+    """What is worth saying about a config that loads: it may watch nothing."""
+    out = list(loaded.warnings)
+    if not rules:
+        out.append(Problem(str(loaded.path), "rules",
+                           "no rule loaded: lines are read and counted, nothing can alert"))
+    return out
+
+
+def _runtime_problems(loaded: LoadedConfig, notify: bool) -> list[Problem]:
+    cfg, where = loaded.config, str(loaded.path)
+    problems = []
+    for i, src in enumerate(cfg.sources):
+        try:
+            build_parser(parse_spec(src, cfg))
+        except ValueError as exc:
+            problems.append(Problem(where, f"sources.{i}", str(exc)))
+    state = loaded.state_dir
+    if state.exists() and not state.is_dir():
+        problems.append(Problem(where, "state_dir", f"{state} exists and is not a folder"))
+    if notify:
+        try:
+            build_sender(loaded)
+        except FileProblems as exc:
+            problems += exc.problems
+        except ValueError as exc:
+            problems.append(Problem(where, "notify", str(exc)))
+    return problems
+
+
+def build_sender(loaded: LoadedConfig) -> AppriseSender:
+    n = loaded.config.notify
+    return AppriseSender(loaded.notify_urls(), loaded.apprise_config(),
+                         {k: list(v) for k, v in n.routes.items()},
+                         timeout=n.timeout.total_seconds())
+
+
+def build_sources(loaded: LoadedConfig, store: Store, counts: Counts) -> list[FileSource]:
+    """A file source per configured source, resumed from the stored offsets."""
+    out = []
+    for src in loaded.config.sources:
+        # start_at applies to a source's first files, also for a source added later
+        first_run = not store.offsets.has(src.name)
+        fs = FileSource(src.name, loaded.source_globs(src), encoding=src.encoding,
+                        start_at=src.start_at, max_line_bytes=src.max_line_bytes,
+                        first_run=first_run)
+        fs.restore([to_checkpoint(o) for o in store.offsets.of(src.name)])
+        out.append(fs)
+    return out
+
+
+def build_engine(loaded: LoadedConfig, rules: list[Detector], store: Store,
+                 counts: Counts) -> Engine:
+    """The engine with its windows, rule memory and live alerts as stored."""
+    engine = Engine(loaded, rules, counts=counts)
+    saved = store.engine_state().get("engine", {})
+    if saved.get("window_seconds") != loaded.config.window.total_seconds():
+        saved = {k: v for k, v in saved.items() if k != "windows"}  # boundaries moved
+    engine.restore(saved, store.alerts.states())
+    return engine
+
+
+def engine_state(loaded: LoadedConfig, engine: Engine) -> dict[str, object]:
+    state = engine.state()
+    state["window_seconds"] = loaded.config.window.total_seconds()
+    return {"engine": state}
+
+
+def zone(loaded: LoadedConfig) -> ZoneInfo:
+    return ZoneInfo(loaded.config.timezone)
+
+
+def to_checkpoint(o: FileOffset) -> FileCheckpoint:
+    return FileCheckpoint(o.file_id, o.path, o.offset, o.line_no, o.fingerprint, o.head)
+
+
+def to_offset(source: str, c: FileCheckpoint) -> FileOffset:
+    return FileOffset(source, c.file_id, c.path, c.offset, c.line_no, c.fingerprint, c.head)
