@@ -124,6 +124,27 @@ def cmd_notify_test(args: argparse.Namespace) -> int:
     return EXIT_FINDINGS if failed else EXIT_OK
 
 
+class JournalFormatter(logging.Formatter):
+    """Under systemd, journald stamps each line itself and reads a `<N>` syslog priority
+    prefix, so `journalctl -p warning` shows warnings and worse."""
+
+    PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3,
+                logging.CRITICAL: 2}
+
+    def format(self, record: logging.LogRecord) -> str:
+        prio = self.PRIORITY.get(record.levelno, 6)
+        return f"<{prio}>{super().format(record)}"
+
+
+def setup_logging(verbose: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if os.environ.get("JOURNAL_STREAM"):
+        handler.setFormatter(JournalFormatter("%(name)s: %(message)s"))
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="invoice-agent",
@@ -131,15 +152,21 @@ def build_parser() -> argparse.ArgumentParser:
                     "on-call sysadmin when invoices stop flowing, slow down or fail.")
     parser.add_argument("--version", action="version", version=f"invoice-agent {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    # -v also after the command (`invoice-agent run -v`); SUPPRESS keeps the one given first
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="log debug messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser("run", help="run the daemon (systemd: Type=notify)",
+    p = sub.add_parser(
+        "run", parents=[common], help="run the daemon (systemd: Type=notify)",
                        description="Tail the configured logs and alert until SIGTERM. SIGHUP "
                                    "reloads config and rules.")
     _config_arg(p)
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("replay", help="run the rules over log files, as fast as possible",
+    p = sub.add_parser(
+        "replay", parents=[common], help="run the rules over log files, as fast as possible",
                        description="Replay files from their start in event time; print alert "
                                    "transitions. Exit 1 when alerts fired. Uses no stored state.")
     _config_arg(p)
@@ -153,7 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--language", choices=["zh", "en"], help="summary language (default: config)")
     p.set_defaults(func=cmd_replay)
 
-    p = sub.add_parser("demo", help="simulate a day of invoice logs with incidents and watch it",
+    p = sub.add_parser(
+        "demo", parents=[common], help="simulate a day of invoice logs with incidents and watch it",
                        description="Generate a simulated day (platform, upload, ERP sync in GBK, "
                                    "syslog) with an outage, a latency degradation and an error "
                                    "burst, run the real pipeline over it and print the alerts.")
@@ -163,24 +191,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=7, help="simulator seed")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("check", help="validate config and rules",
+    p = sub.add_parser(
+        "check", parents=[common], help="validate config and rules",
                        description="Exit 0 when config and rules are valid (warnings are "
                                    "printed), 1 otherwise, "
                                    "printing every problem with file, key and line.")
     _config_arg(p)
     p.set_defaults(func=cmd_check)
 
-    p = sub.add_parser("status", help="sources, offsets, parse failures, alerts, outbox",
+    p = sub.add_parser(
+        "status", parents=[common], help="sources, offsets, parse failures, alerts, outbox",
                        description="Read the agent's state: per source files, offsets, lines "
                                    "and unparsed lines; firing alerts; outbox depth.")
     _config_arg(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_status)
 
-    p = sub.add_parser("notify", help="notification tools",
+    p = sub.add_parser(
+        "notify", parents=[common], help="notification tools",
                        description="Notification tools.")
     nsub = p.add_subparsers(dest="notify_command", metavar="ACTION", required=True)
-    t = nsub.add_parser("test", help="send a test alert to every target",
+    t = nsub.add_parser(
+        "test", parents=[common], help="send a test alert to every target",
                         description="Send a test message to each configured target and report "
                                     "each result; exit 1 if any failed.")
     _config_arg(t)
@@ -191,9 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    setup_logging(args.verbose)
     # Apprise's own log lines (which can quote tokens) are owned by agent.notify.sender: what
     # a delivery did reaches this log through the sender's scrubbed details
     func: Callable[[argparse.Namespace], int] = args.func

@@ -24,7 +24,6 @@ from agent import systemd, wiring
 from agent.counting import Counts
 from agent.notify.console import print_transition
 from agent.notify.outbox import Dispatcher
-from agent.sources.files import FileSource
 from agent.sources.watch import Waker
 from agent.store import DB_NAME, Batch, Store
 from agent.types import Event, Transition
@@ -43,6 +42,7 @@ class Daemon:
         self.out = out
         self._stop = False
         self._reload = False
+        self._uncommitted = False  # a batch failed half way: never checkpoint its state
         self.started = datetime.now().astimezone()
         self.loaded, self.rules = wiring.load_all(self.config_path)
         for w in wiring.warnings(self.loaded, self.rules):
@@ -67,6 +67,7 @@ class Daemon:
             self.dispatcher = Dispatcher(self.store.outbox, sender, loaded.config.notify.language,
                                          wake=lambda: self.waker.wake())
             self.dispatcher.start()
+        self._positions_unsaved = True  # e.g. start_at: end positions, before any line
         self.waker_dirs = self._watch_dirs()
         self.waker = Waker(self.waker_dirs)
         self.waker.start()
@@ -124,7 +125,14 @@ class Daemon:
         last_ping = 0.0
         try:
             while not self._stop:
-                backlog = self.step()
+                try:
+                    backlog = self.step()
+                except BaseException:
+                    # the batch under way was not committed: its lines are read again at the
+                    # next start. Committing the engine's half-processed state at shutdown
+                    # would skip them and lose what they should have raised.
+                    self._uncommitted = True
+                    raise
                 if self._reload:
                     self._reload = False
                     self.reload()
@@ -179,8 +187,9 @@ class Daemon:
         drained = self.engine.drain()
         batch = Batch(counters=self.counts.drain(), samples=drained.failures,
                       windows=drained.windows, alerts=drained.alerts, transitions=transitions)
-        if batch.empty() and not read:
+        if batch.empty() and not read and not self._positions_unsaved:
             return
+        self._positions_unsaved = False
         batch.offsets = {fs.name: [wiring.to_offset(fs.name, c) for c in fs.checkpoints()]
                          for fs in self.sources}
         batch.engine_state = wiring.engine_state(self.loaded, self.engine)
@@ -239,7 +248,8 @@ class Daemon:
 
     def shutdown(self) -> None:
         try:
-            self._commit([])
+            if not self._uncommitted:
+                self._commit([])
             self._mark_running(stopped=datetime.now().astimezone().isoformat(timespec="seconds"))
         finally:
             self._teardown_sources()

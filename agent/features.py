@@ -271,7 +271,8 @@ class Windows:
                     out.append(self._close(s, st, wins.pop(st), tz))
                 nxt = max(nxt, jump)
             while nxt + self._len_s <= limit:
-                out.append(self._close(s, nxt, wins.pop(nxt, None) or _Acc(), tz))
+                acc = wins.pop(nxt) if nxt in wins else _Acc()
+                out.append(self._close(s, nxt, acc, tz))
                 nxt += self._len_s
             self._next[s] = nxt
         return out

@@ -181,7 +181,7 @@ class _Day:
                 if parked == "error_burst":
                     self.log(t + 0.5, f"upload of invoice {no} rejected: code 1001, "
                              "retries exhausted, queued for resubmission")
-            elif result == "成功":
+            elif result == "成功" and cost is not None:
                 self.sync(t + cost / 1000 + rng.lognormal(np.log(15), 0.6), no, cents)
         return len(invoices)
 
