@@ -16,12 +16,10 @@ from agent.detect.base import (
     OpenWindow,
     RuleConfig,
     Watch,
-    register,
 )
 from agent.types import Event, Finding, Window
 
 
-@register("absence")
 class AbsenceConfig(RuleConfig):
     """Fires when the source has logged no event matching `match` for `for:`."""
 

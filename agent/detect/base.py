@@ -1,7 +1,8 @@
 """The detector interface every rule type implements, and the registry of types by name.
 
-Rules are data (operator YAML); detector types are code registered by name. A type is a config
-class (validated, immutable) whose `build(context)` returns the runtime detector. A detector
+Rules are data (operator YAML); detector types are code registered by name (registry.py). A
+type is a config class (validated, immutable) whose `build(context)` returns the runtime
+detector. A detector
 declares what it wants to be shown (`watch()`), and the engine calls it:
 
 - `start(now)` once, when monitoring begins (event time);
@@ -17,10 +18,10 @@ carry what they remember across a restart.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -28,19 +29,7 @@ from agent.config import Duration
 from agent.detect.expr import ExprError, Template
 from agent.types import Event, Finding, Window
 
-RULE_TYPES: dict[str, type["RuleConfig"]] = {}
 NO_FINDINGS: tuple[Finding, ...] = ()
-
-
-def register(name: str) -> Callable[[type["RuleConfig"]], type["RuleConfig"]]:
-    """Class decorator: make a RuleConfig available as `type: name`."""
-
-    def inner(cls: type[RuleConfig]) -> type[RuleConfig]:
-        cls.type_name = name
-        RULE_TYPES[name] = cls
-        return cls
-
-    return inner
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +60,6 @@ class RuleConfig(BaseModel):
     """Options shared by every rule type."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    type_name: ClassVar[str] = ""
 
     name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_.-]*$", description="Unique rule name")
     type: str

@@ -8,9 +8,9 @@ from typing import Any, Collection, Iterable, Iterator
 
 from pydantic import ValidationError
 
-from agent.detect import absence, threshold  # noqa: F401  (registers the rule types)
-from agent.detect.base import RULE_TYPES, BuildContext, Detector
+from agent.detect.base import BuildContext, Detector
 from agent.detect.expr import ExprError
+from agent.detect.registry import RULE_TYPES
 from agent.yamlfile import FileProblems, Problem, YamlDoc, dotted, read_yaml
 
 

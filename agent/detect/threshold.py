@@ -13,14 +13,12 @@ from agent.detect.base import (
     OpenWindow,
     RuleConfig,
     Watch,
-    register,
 )
 from agent.detect.expr import ExprError, Expression
 from agent.features import FEATURES, empty_features
 from agent.types import Event, Finding, Window
 
 
-@register("threshold")
 class ThresholdConfig(RuleConfig):
     """Fires while `when` holds for the source's windows (after `for:`)."""
 
