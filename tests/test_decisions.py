@@ -90,8 +90,13 @@ def replayed(config: Path, log: Path) -> list[tuple[datetime, str, str]]:
                              "--format", "jsonl", str(log)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode in (0, 1), result.stderr
-    return [(datetime.fromisoformat(r["ts"]), r["rule"], r["state"])
-            for r in map(json.loads, result.stdout.splitlines())]
+    records = [json.loads(x) for x in result.stdout.splitlines()]
+    # an alert one line raised names that line and its file
+    for r in records:
+        if r["rule"] == "burst_early" and r["state"] == "firing":
+            assert r["file"] == str(log)
+            assert "失败" in log.read_text(encoding="utf-8").splitlines()[r["line"] - 1]
+    return [(datetime.fromisoformat(r["ts"]), r["rule"], r["state"]) for r in records]
 
 
 def test_absence_over_a_gap_fires_in_replay_and_run_gives_the_same_transitions(
