@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from agent.notify.render import render
-from agent.notify.sender import AppriseSender, Delivery
+from agent.notify.sender import AppriseSender, Delivery, TargetProblems
 from agent.types import Transition
 from tests.conftest import FAST, free_port
 
@@ -341,10 +341,12 @@ def test_wecom_key_is_masked_in_what_operators_see():
 
 
 def test_unloadable_url_is_refused_without_echoing_it():
-    with pytest.raises(ValueError) as raised:
+    with pytest.raises(TargetProblems) as raised:
         AppriseSender(["nosuchscheme://user:TopSecret99@host/path"], None, {})
     assert "TopSecret99" not in str(raised.value)
-    assert "nosuchscheme://****" in str(raised.value)
+    assert raised.value.problems == [
+        (0, "nosuchscheme://****@****/path", "unknown scheme 'nosuchscheme://'")
+    ]
 
 
 def test_missing_config_file_is_refused(tmp_path):

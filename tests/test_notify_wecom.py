@@ -63,12 +63,22 @@ def test_confirmed_delivery_posts_text_with_the_key(wecom):
     assert body["text"]["content"] == "【告警·严重】upload_outage\n上传大面积超时"
 
 
-def test_errcode_in_a_200_reply_is_a_retryable_failure(wecom):
+def test_bad_key_errcode_in_a_200_reply_is_a_permanent_failure(wecom):
     wecom.errcode = 93000  # WeCom's "invalid webhook url": apprise's wecombot calls it success
     sender = AppriseSender([wecom.url()], None, {}, timeout=5)
-    d = sender.send("title", "body", "critical")
-    assert not d.ok and d.recoverable
+    [key] = sender.target_keys("critical")
+    d = sender.send_to(key, "title", "body", "critical")
+    assert not d.ok and not d.recoverable  # the same key will be refused again: no retry
+    assert "errcode 93000" in d.detail
     assert "SECRETKEY123" not in d.detail
+
+
+def test_rate_limit_errcode_is_retried(wecom):
+    wecom.errcode = 45009  # WeCom's "api freq out of limit": 20 messages a minute per bot
+    sender = AppriseSender([wecom.url()], None, {}, timeout=5)
+    d = sender.send_to(sender.target_keys("warning")[0], "title", "body", "warning")
+    assert not d.ok and d.recoverable
+    assert "errcode 45009" in d.detail
 
 
 def test_long_chinese_text_is_cut_to_wecoms_byte_limit(wecom):
@@ -82,3 +92,23 @@ def test_long_chinese_text_is_cut_to_wecoms_byte_limit(wecom):
 def test_key_is_not_shown_in_target_names(wecom):
     sender = AppriseSender([wecom.url("TOPSECRET999")], None, {}, timeout=5)
     assert all("TOPSECRET999" not in t for t in sender.targets)
+
+
+def test_two_bots_in_a_config_file_are_two_targets_with_hidden_keys(wecom, tmp_path):
+    # Apprise's decorator plugins rebuild their URL as just "qywx://": without our own, two
+    # bots of a config file would share one key and one would never be sent to.
+    config = tmp_path / "apprise.yaml"
+    config.write_text(f"urls:\n  - {wecom.url('BOTKEYONE111')}\n  - {wecom.url('BOTKEYTWO222')}\n")
+    sender = AppriseSender([], str(config), {}, timeout=5)
+    keys = sender.target_keys("critical")
+    assert len(keys) == 2
+    assert sender.targets == ["qywx://****", "qywx://****"]
+    assert sender.send_to(keys[1], "t", "b", "critical").ok
+    assert [path for path, _ in wecom.posts] == ["/send?key=BOTKEYTWO222"]
+    for secret in ("BOTKEYONE111", "BOTKEYTWO222"):
+        assert secret not in sender.redact(f"POST /send?key={secret}") + repr(keys)
+
+
+def test_a_bot_url_without_key_is_refused_at_load():
+    with pytest.raises(ValueError, match=r"notify url #1 \(qywx://\*\*\*\*\).*needs the bot key"):
+        AppriseSender(["qywx://"], None, {})

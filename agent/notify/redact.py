@@ -1,19 +1,23 @@
 """Keeping secrets out of what operators see: masked target URLs, scrubbed text and logs.
 
-Every path segment and query value of a configured URL (from a length on), user names and
-passwords count as secrets. Apprise's own logger and the HTTP libraries' loggers, which quote
-request URLs, get a filter that scrubs the secrets of every live sender.
+`mask_for_display(url)` is how a notify URL is shown, everywhere.  Every path segment and
+query value of a configured URL (from a length on), user names and passwords count as
+secrets. Apprise's own logger and the HTTP libraries' loggers, which quote request URLs, get
+a filter that scrubs the secrets of every live sender.  Imports only the standard library
+(Apprise lazily, when a URL is shown), so the config loader can use it cheaply.
 """
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
+import ipaddress
 import logging
 import re
 import threading
 import urllib.parse
 import weakref
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -38,19 +42,12 @@ _URL_LOGGERS = (
 # This project's Apprise plugins log their failure reasons under their own module name.
 _PLUGIN_LOGGERS = ("agent.notify.wecom",)
 
-def display_url(service: Any, secrets: Collection[str] = ()) -> str:
-    """A target as an operator recognises it: scheme, host and short path segments.
-
-    Built from Apprise's privacy URL, without the query; user names, passwords and every
-    path segment of 6 characters or more (or known as a secret) read ****.
-    """
-    return mask_url(service.url(privacy=True), secrets)
-
 
 def _split_url(url: str) -> tuple[str | None, str, str, str, str]:
     """(scheme or None, user info, host[:port], path, query) of an Apprise URL, leniently:
     Apprise URLs are not always RFC 3986 (tokens, `#channel` paths)."""
-    scheme, sep, rest = url.partition("://")
+    head, sep, rest = url.partition("://")
+    scheme: str | None = head
     if not sep:
         scheme, rest = None, url
     rest, _, query = rest.partition("?")
@@ -60,6 +57,7 @@ def _split_url(url: str) -> tuple[str | None, str, str, str, str]:
 
 
 def mask_url(url: str, secrets: Collection[str] = ()) -> str:
+    """`url` with credentials and long (or known secret) path segments masked, no query."""
     scheme, userinfo, host, path, _ = _split_url(url)
     shown = f"{scheme}://" if scheme is not None else ""
     shown += f"{_MASK}@{host}" if userinfo else host
@@ -68,11 +66,80 @@ def mask_url(url: str, secrets: Collection[str] = ()) -> str:
     return f"{shown}/{path}" if path else shown
 
 
-def mask_raw_url(url: str) -> str:
-    """Mask a URL Apprise could not parse: keep only the scheme, since we cannot tell
-    which parts are secret (apprise's cwe312 heuristics leave e.g. WeCom keys readable)."""
-    scheme, sep, _ = url.partition("://")
-    return f"{scheme}://****" if sep else "****"
+def mask_for_display(url: str) -> str:
+    """A notify URL as every operator-facing place shows it (check, status, logs, errors).
+
+    Scheme, host, port and path segments shorter than 6 characters stay readable; user
+    names, passwords, longer path segments and every part Apprise calls secret read ****;
+    the query is dropped.  A URL Apprise can load is masked from the privacy URL its plugin
+    builds (which knows where each service keeps its tokens); one it cannot load keeps only
+    its scheme, a host that is surely a host name or address, a port and short segments.
+    Imports Apprise on first use, not on import.
+    """
+    service = _instantiate(url)
+    return display_target(service, url) if service is not None else _mask_unloadable(url)
+
+
+def display_target(service: Any, url: str) -> str:
+    """`mask_for_display(url)` for a target already loaded from `url` (its text as
+    configured; for a config-file target, its full URL), without loading it again."""
+    secrets = collect_secrets([service], [(url, [service])])
+    return mask_url(_safe_private_url(service), secrets)
+
+
+def _instantiate(url: str) -> Any:
+    if "://" not in url:
+        return None
+    import apprise
+
+    own_apprise_logging()  # what Apprise logs here quotes the URL: mask it whole, keep it in
+    loading = LOADING.set(True)
+    try:
+        return apprise.Apprise.instantiate(url.strip(), suppress_exceptions=True)
+    except Exception:  # noqa: BLE001 - display must never fail
+        return None
+    finally:
+        LOADING.reset(loading)
+
+
+_HOST_NAME = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,24}", re.I)
+_NETLOC = re.compile(r"(\[[0-9a-fA-F:.]+\]|[^:\[\]]*)(?::(\d{1,5}))?")
+
+
+def _shown_host(host: str) -> str | None:
+    """`host` (with its port) if it is surely a host name or address, else None: what an
+    unloadable URL has in the host position may be a key (`wechat://KEY`)."""
+    match = _NETLOC.fullmatch(host)
+    if not match:
+        return None
+    name = match.group(1)
+    try:
+        ipaddress.ip_address(name.strip("[]"))
+    except ValueError:
+        if name.lower() != "localhost" and not _HOST_NAME.fullmatch(name):
+            return None
+    return host
+
+
+def _mask_unloadable(url: str) -> str:
+    scheme, userinfo, host, path, _ = _split_url(url.strip())
+    if scheme is None:
+        return _MASK
+    shown = f"{scheme}://{_MASK + '@' if userinfo else ''}{_shown_host(host) or _MASK}"
+    return mask_url(f"{shown}/{path}" if path else shown)
+
+
+def url_secrets(url: str) -> list[str]:
+    """Every part of `url` as written that could be a secret, longest first, for scrubbing
+    text about a URL Apprise could not load: the URL itself, credentials, path segments,
+    query values and a host position `mask_for_display` would hide."""
+    scheme, _, host, _, _ = _split_url(url.strip())
+    found = _url_secrets(url)
+    if url.strip().partition("://")[2 if scheme is not None else 0]:
+        found.add(url.strip())  # quoted whole ("Unsupported URL: ...")
+    if scheme is not None and host and _shown_host(host) is None:
+        found |= _variants(host)
+    return sorted((s for s in found if s.strip()), key=len, reverse=True)
 
 
 _TOKEN_SPLIT = re.compile(r"[/:@?&=,+#\s]+")
@@ -250,3 +317,34 @@ def own_apprise_logging() -> None:
         logging.getLogger(name).addFilter(SCRUBBER)
     for name in _PLUGIN_LOGGERS:
         logging.getLogger(name).addHandler(_FORWARDER)
+
+
+class _ThreadCapture(logging.Handler):
+    """Keeps (level, message) of the records one thread logs."""
+
+    def __init__(self, lines: list[tuple[int, str]]) -> None:
+        super().__init__()
+        self._lines = lines
+        self._thread = threading.get_ident()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.thread == self._thread:
+            self._lines.append((record.levelno, record.getMessage()))
+
+
+@contextlib.contextmanager
+def capture_apprise_log() -> Iterator[list[tuple[int, str]]]:
+    """Collect what Apprise logs in this thread inside the block, as (level, message), with
+    every URL masked whole and live senders' secrets scrubbed (by the logger's filter, which
+    runs before any handler): why it refused to load a URL is only in its log."""
+    own_apprise_logging()
+    lines: list[tuple[int, str]] = []
+    handler = _ThreadCapture(lines)
+    apprise_log = logging.getLogger(_APPRISE_LOGGER)
+    apprise_log.addHandler(handler)
+    loading = LOADING.set(True)
+    try:
+        yield lines
+    finally:
+        LOADING.reset(loading)
+        apprise_log.removeHandler(handler)

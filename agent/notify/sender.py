@@ -1,43 +1,63 @@
-"""Deliver rendered alerts through Apprise, routed by severity to tagged targets.
+"""Deliver rendered alerts through Apprise, one target at a time, routed by severity.
+
+Each configured target has a stable key (`target_keys`), so the outbox can track delivery
+per (message, target) and retry only the targets that have not taken a message
+(`send_to`): a dead webhook no longer makes a working one get the same alert again.
 
 Apprise never raises on a failed delivery: it returns a status and logs why.  This module
-turns that into a `Delivery` (ok, recoverable, detail) the outbox can act on, taking the
-detail from the log entries Apprise captures per call, with every secret of the configured
-URLs (passwords, user names, WeCom keys, tokens in URL paths and query strings) scrubbed out.
+turns that into a `Delivery` (ok, recoverable, detail), taking the detail from the log
+entries Apprise captures per call (agent.notify.failures says why, and whether a retry can
+help), with every secret of the configured URLs scrubbed out.
 
-Apprise's logger is owned by this module: it logs at DEBUG into Apprise's per-call capture
-only (it does not propagate to the application's handlers), so a delivery's story reaches
-the log through the sender's scrubbed detail.  The HTTP libraries' loggers, which quote
-request paths, get a filter that scrubs the secrets of every live sender.
+Apprise's logger is owned by agent.notify.redact: it logs at DEBUG into Apprise's per-call
+capture only (it does not propagate to the application's handlers), so a delivery's story
+reaches the log through the sender's scrubbed detail.  The HTTP libraries' loggers, which
+quote request paths, get a filter that scrubs the secrets of every live sender.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
-import re
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from agent.notify.failures import (
+    TargetProblems,
+    explain_failure,
+    incomplete,
+    load_refusal,
+    messages,
+)
 from agent.notify.redact import (
     LOADING,
     SCRUBBER,
+    capture_apprise_log,
     collect_secrets,
-    display_url,
-    mask_raw_url,
-    mask_url,
+    display_target,
+    mask_for_display,
     own_apprise_logging,
     scrub,
 )
 
+__all__ = ["AppriseSender", "Delivery", "TargetProblems", "target_key"]
+
 log = logging.getLogger(__name__)
 
 _DETAIL_MAX = 600  # the detail is stored in the outbox row and shown by `status`
-_MESSAGE_MAX = 200  # one of Apprise's log messages inside a detail
 
 # Severity -> Apprise notify type, which some services use for colour or priority.
 _NOTIFY_TYPE = {"critical": "failure", "warning": "warning", "info": "info"}
+
+# `notify test`: (title, body) by language; zh is the default, as for alerts.
+_TEST_MESSAGE = {
+    "zh": ("【测试】invoice-agent test",
+           "这是一条测试消息。\nThis is a test message from invoice-agent."),
+    "en": ("[TEST] invoice-agent test", "This is a test message from invoice-agent."),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,8 +65,22 @@ class Delivery:
     """The outcome of one send: whether it arrived and, if not, whether to retry."""
 
     ok: bool
-    recoverable: bool  # worth retrying later (network, timeout, partial delivery)
+    recoverable: bool  # worth retrying later (network, timeout, rate limit); False: give up
     detail: str  # human-readable, secret-free
+
+
+def target_key(url: str) -> str:
+    """The stable key of the target configured as `url`: "t-" and 12 hex digits of the
+    SHA-256 of the URL text (secrets included, so the key tells nothing about them)."""
+    return "t-" + hashlib.sha256(url.strip().encode("utf-8")).hexdigest()[:12]
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    key: str
+    service: Any  # the Apprise plugin object: one throttle per target
+    shown: str  # mask_for_display of its URL
+    single: Any  # an Apprise holding only this target
 
 
 class AppriseSender:
@@ -55,12 +89,14 @@ class AppriseSender:
     `urls` entries are Apprise URL strings or `{"url": ..., "tags": [...]}`; `config_path`
     is an Apprise YAML/TEXT config file whose entries carry tags.  `routes` maps a
     severity to the tags that receive it; a severity without a route goes to every target,
-    an empty route to none.  `timeout` bounds a whole send in seconds (a dead target
+    an empty route to none.  `timeout` bounds one send in seconds (a dead target
     otherwise blocks for its connect/read timeouts: set `cto`/`rto` on its URL).
     `throttle`, when set, overrides Apprise's per-target pause between consecutive sends
     (5.5 s for email and WeCom); None keeps it, which respects the services' rate limits.
-    Invalid URLs, an unreadable config file, or (when there are targets) a route naming a
-    tag no target carries raise ValueError (secret-free message).
+    URLs Apprise refuses raise TargetProblems (a ValueError: index, masked URL and reason
+    per URL); an unreadable config file, or (when there are targets) a route naming a tag
+    no target carries, raise ValueError.  Messages are secret-free.  The same URL twice is
+    one target (one key), carrying the tags of both entries.
     """
 
     def __init__(
@@ -84,29 +120,29 @@ class AppriseSender:
         self.routes = {sev: list(tags) for sev, tags in (routes or {}).items()}
         self._asset = apprise.AppriseAsset(app_id="invoice-agent", app_desc="invoice-agent")
         self._apprise = apprise.Apprise(asset=self._asset)
-        problems: list[str] = []
+        refused: list[tuple[int, str, str]] = []
         loaded: list[tuple[str, list[Any]]] = []  # (raw URL, the services it became)
-        # Apprise logs each URL it loads, before we know their secrets: mask whole URLs.
-        loading = LOADING.set(True)
-        try:
-            for i, entry in enumerate(urls, 1):
-                if isinstance(entry, str):
-                    url, tags = entry, []
-                else:
-                    url, tags = str(entry.get("url", "")), list(entry.get("tags") or [])
-                before = len(self._apprise)
-                if not self._apprise.add(url, tag=tags or None):
-                    problems.append(f"notify url #{i} ({mask_raw_url(url)}) could not be loaded")
-                    continue
-                made = [self._apprise[n] for n in range(before, len(self._apprise))]
+        for i, entry in enumerate(urls):
+            if isinstance(entry, str):
+                url, tags = entry, []
+            else:
+                url, tags = str(entry.get("url", "")), list(entry.get("tags") or [])
+            before = len(self._apprise)
+            with capture_apprise_log() as lines:  # Apprise says why only in its log
+                added = self._apprise.add(url, tag=tags or None)
+            made = [self._apprise[n] for n in range(before, len(self._apprise))]
+            why = (load_refusal(url, lines, apprise.manager_plugins.NotificationManager().schemas())
+                   if not added else incomplete(url, made, lines))
+            if why:
+                refused.append((i, mask_for_display(url), why))
+            else:
                 loaded.append((url, made))
-            if config_path:
-                problems.extend(self._load_config(config_path))
-        finally:
-            LOADING.reset(loading)
-        if problems:
-            raise ValueError("; ".join(problems))
-        self._services = list(self._apprise.find())
+        others, from_file = self._load_config(config_path) if config_path else ([], [])
+        if refused:
+            raise TargetProblems(refused, others)
+        if others:
+            raise ValueError("; ".join(others))
+        self._services = list(self._apprise.find(resolve=False))
         if self._services:  # without targets alerts go to the console: routes do not matter
             problems = self._route_problems()
             if problems:
@@ -115,32 +151,52 @@ class AppriseSender:
             for service in self._services:
                 service.request_rate_per_sec = throttle
         self._secrets = collect_secrets(self._services, loaded)
-        self._secret_set = frozenset(self._secrets)
         SCRUBBER.register(self, self._secrets)
+        self._targets: dict[str, _Target] = {}
+        self._key_of: dict[int, str] = {}  # id(service) -> key
+        for text, service in self._keyed(loaded, from_file):
+            key = self._key_of[id(service)] = target_key(text)
+            if key not in self._targets:
+                single = apprise.Apprise(asset=self._asset)
+                single.add(service)
+                self._targets[key] = _Target(key, service, display_target(service, text), single)
 
-    def _load_config(self, path: str) -> list[str]:
+    @staticmethod
+    def _keyed(loaded: list[tuple[str, list[Any]]], from_file: list[Any]) -> list[tuple[str, Any]]:
+        """(the text a target's key is made of, its service) for every target: the URL as
+        configured, or its full URL for a config-file target or one of several URLs given
+        in one string (the text is then the same on every load, for the same Apprise)."""
+        out = [(url if len(made) == 1 else service.url(privacy=False), service)
+               for url, made in loaded for service in made]
+        return out + [(service.url(privacy=False), service) for service in from_file]
+
+    def _load_config(self, path: str) -> tuple[list[str], list[Any]]:
         if not os.path.isfile(path):
-            return [f"notify config file {path} does not exist"]
+            return [f"notify config file {path} does not exist"], []
         config = self._apprise_mod.AppriseConfig(asset=self._asset)
-        config.add(path)
-        services = config.services()
+        loading = LOADING.set(True)  # Apprise logs each URL before we know its secrets
+        try:
+            config.add(path)
+            services = config.services()
+        finally:
+            LOADING.reset(loading)
         if not services:
-            return [f"notify config file {path} holds no usable notification URL"]
+            return [f"notify config file {path} holds no usable notification URL"], []
         # Adding the plugin objects (not the config) fixes the target set at load time,
         # like the rest of the configuration, and keeps one object (one throttle) per target.
         for service in services:
             self._apprise.add(service)
-        return []
+        return [], list(services)
 
     @property
     def has_targets(self) -> bool:
         """True when at least one notification target is configured."""
-        return bool(self._services)
+        return bool(self._targets)
 
     @property
     def targets(self) -> list[str]:
         """Every configured target as a masked URL (for `check` and `status`)."""
-        return [display_url(service, self._secret_set) for service in self._services]
+        return [target.shown for target in self._targets.values()]
 
     def _carried_tags(self) -> set[str]:
         return {str(tag) for service in self._services for tag in service.tags}
@@ -152,8 +208,7 @@ class AppriseSender:
         return [tag for tag in wanted if tag not in carried and tag != match_all]
 
     def _route_problems(self) -> list[str]:
-        # A typo in a route would make Apprise match no target: NOMATCH, which `send` must
-        # treat as ok (an empty route is a wish), so the alert would be silently dropped.
+        # A typo in a route would make Apprise match no target: the alert would be dropped.
         carried = self._carried_tags()
         have = ", ".join(sorted(carried)) if carried else "no tags at all"
         problems = []
@@ -173,157 +228,124 @@ class AppriseSender:
             return list(self.routes[severity])
         return [self._apprise_mod.common.MATCH_ALL_TAG]
 
-    def send(self, title: str, body: str, severity: str) -> Delivery:
-        """Send one message to the targets routed for `severity`.
+    def target_keys(self, severity: str) -> list[str]:
+        """The keys of the targets that receive `severity`, in configuration order.
 
-        Never raises: NOMATCH (no target carries the tags) is ok, though the constructor's
-        route check makes it unreachable; FAILURE, TIMEOUT and PARTIAL are not ok and
-        recoverable (a retry also repeats the message to the targets that did get it:
-        delivery is at least once).
+        Matched by Apprise itself on the route's tags (any of them; "all"; a target tagged
+        "always" gets everything; "2:tag" only the targets with that tag at priority 2);
+        an unrouted severity goes to every target, an empty route to none.  Apprise's
+        escalation (higher-priority tag groups tried only when the first fails) is not
+        applied: every matched target gets the message.
         """
         tags = self.targets_for(severity)
-        if not tags:
-            return Delivery(True, False, f"no target for severity {severity}: empty route")
-        return self._notify(self._apprise, title, body, severity, tags)
+        if not tags or not self._targets:
+            return []
+        matched = self._apprise.find(tag=tags, resolve=False)
+        return list(dict.fromkeys(self._key_of[id(s)] for s in matched if id(s) in self._key_of))
 
-    def test_all(
-        self,
-        title: str = "【测试】invoice-agent test",
-        body: str = "这是一条测试消息。\nThis is a test message from invoice-agent.",
-    ) -> list[tuple[str, Delivery]]:
-        """Send a test message to each target on its own; (masked URL, outcome) per target."""
-        outcomes = []
-        for service in self._services:
-            single = self._apprise_mod.Apprise(asset=self._asset)
-            single.add(service)
-            tags = [self._apprise_mod.common.MATCH_ALL_TAG]
-            outcome = self._notify(single, title, body, "info", tags)
-            outcomes.append((display_url(service, self._secret_set), outcome))
-        return outcomes
+    def describe(self, key: str) -> str:
+        """The target of `key` as a masked URL (for logs and `status`); the key if unknown."""
+        target = self._targets.get(key)
+        return target.shown if target else key
 
-    def _notify(
-        self, target: Any, title: str, body: str, severity: str, tags: list[str]
-    ) -> Delivery:
+    def send_to(self, key: str, title: str, body: str, severity: str) -> Delivery:
+        """Send one message to the one target of `key`, whatever the routes say now.
+
+        Never raises.  Not ok and not recoverable when the key is unknown (the target left
+        the configuration since the message was queued) or the target refused it for good.
+        """
+        target = self._targets.get(key)
+        if target is None:
+            return Delivery(False, False, "target no longer configured")
+        return self._deliver(target, title, body, severity)[1]
+
+    def send(self, title: str, body: str, severity: str) -> Delivery:
+        """Send one message to every target routed for `severity`, concurrently.
+
+        Never raises.  Ok when every target took it (or none is routed); else recoverable
+        when any failed target may take it later, and a retry repeats the message to the
+        targets that did get it: use `target_keys` and `send_to` to avoid that.
+        """
+        keys = self.target_keys(severity)
+        if not keys:
+            why = "empty route" if self._targets else "no target configured"
+            return Delivery(True, False, f"no target for severity {severity}: {why}")
+        with ThreadPoolExecutor(max_workers=len(keys), thread_name_prefix="notify") as pool:
+            outcomes = list(pool.map(
+                lambda key: self._deliver(self._targets[key], title, body, severity), keys))
+        failed = [(status, d) for status, d in outcomes if not d.ok]
+        if not failed:
+            return Delivery(True, False, f"delivered to {len(keys)} target(s)")
+        statuses = {status for status, _ in failed}
+        head = ("PARTIAL" if len(failed) < len(keys)
+                else "TIMEOUT" if statuses == {"TIMEOUT"} else "FAILURE")
+        detail = " | ".join([f"{head} ({len(failed)} of {len(keys)} failed)"]
+                            + [d.detail for _, d in failed])
+        return Delivery(False, any(d.recoverable for _, d in failed), _cut(detail))
+
+    def test_all(self, language: str = "zh") -> list[tuple[str, Delivery]]:
+        """Send a test message to each target on its own; (masked URL, outcome) per target.
+
+        The title and body are in `language` ("zh", the default, or "en").
+        """
+        if language not in _TEST_MESSAGE:
+            raise ValueError(f"unknown language {language!r}, expected one of zh, en")
+        title, body = _TEST_MESSAGE[language]
+        return [(t.shown, self._deliver(t, title, body, "info")[1])
+                for t in self._targets.values()]
+
+    def _deliver(self, target: _Target, title: str, body: str,
+                 severity: str) -> tuple[str, Delivery]:
+        """(Apprise's status, outcome) of sending to one target; never raises."""
         apprise = self._apprise_mod
         own_apprise_logging()  # something (the CLI) may have silenced it since
         try:
-            result = target.notify(
+            result = target.single.notify(
                 body=body,
                 title=title,
                 body_format=apprise.NotifyFormat.TEXT,  # email is HTML by default: newlines
                 notify_type=_NOTIFY_TYPE.get(severity, "info"),
-                tag=tags,
+                tag=apprise.common.MATCH_ALL_TAG,  # routing was done: this target it is
                 timeout=self.timeout,
                 log_level=logging.DEBUG,  # the socket error says *why* a connection failed
             )
         # apprise is documented not to raise; if a bug makes it, the worker must not die
         except Exception as exc:  # noqa: BLE001
-            return Delivery(False, True, self.redact(f"apprise raised {exc!r}"))
+            detail = self.redact(f"{target.shown}: apprise raised {exc!r}")
+            return "FAILURE", Delivery(False, True, _cut(detail))
         status = result.status.name
         try:
             if status == "SUCCESS":
-                return Delivery(True, False, f"delivered to {result.success_count} target(s)")
-            if status == "NOMATCH":
-                return Delivery(True, False, f"no target for tags {', '.join(tags)}")
-            detail = self._describe_failure(result)
+                return status, Delivery(True, False, f"delivered to {target.shown}")
+            delivery = self._failure(target, result)
         finally:
             result.close()
-        log.warning("notification not delivered: %s", detail)
-        return Delivery(False, True, detail)
+        log.warning("notification not delivered: %s", delivery.detail)
+        return status, delivery
 
-    def _describe_failure(self, result: Any) -> str:
-        head = f"{result.status.name} ({result.failed_count} of {len(result)} failed)"
+    def _failure(self, target: _Target, result: Any) -> Delivery:
+        status = result.status.name
+        recoverable = True
+        reasons = []
+        for service in result:  # one service: this target's
+            attempts = service.attempts
+            entries = attempts[-1].logs if attempts else service.logs()
+            reason, recoverable = explain_failure(entries, service.status.name)
+            reasons.append(reason)
+        if status == "NOMATCH":  # nothing to send to: it will not change by retrying
+            recoverable, reasons = False, ["apprise found nothing to send to"]
+        warnings = messages(result.call_logs(), logging.WARNING)
+        reason = "; ".join(reasons + warnings) or "apprise reported no reason"
+        detail = f"{target.shown} {status}: {self.redact(reason)}"
         if result.timeout_count:
             # Apprise abandons a slow call but its thread keeps going: it may still arrive.
-            head += ", a timed-out message may still arrive"
-        parts = [head]
-        for service in result:
-            if service.status.name == "SUCCESS":
-                continue
-            url = mask_url(service.url, self._secret_set)  # Apprise's privacy URL
-            reason = self.redact(_failure_reason(service))
-            parts.append(f"{url} {service.status.name}: {reason}")
-        warnings = _messages(result.call_logs(), logging.WARNING)
-        if warnings:
-            parts.append(self.redact("; ".join(warnings)))
-        elif len(parts) == 1:  # no service result at all: say so rather than nothing
-            parts.append("apprise reported no reason")
-        detail = " | ".join(parts)
-        return detail if len(detail) <= _DETAIL_MAX else detail[: _DETAIL_MAX - 1] + "…"
+            detail += " (a timed-out message may still arrive)"
+        return Delivery(False, recoverable, _cut(detail))
 
     def redact(self, text: str) -> str:
         """Replace every known secret of the configured targets in `text` with ****."""
         return scrub(text, self._secrets)
 
 
-# --- why a delivery failed ------------------------------------------------------------------
-
-_LEVELS = logging.getLevelNamesMapping()
-# Apprise logs the exception behind a failure at DEBUG as "Socket Exception: ...".
-_EXCEPTION_LINE = re.compile(r"^[A-Za-z][\w ]* Exception\b")
-_HTTP_STATUS = re.compile(r"\b(?:error|status(?: code)?|http)[=: ]+([1-5]\d\d)\b", re.I)
-# (what an operator reads, how the exception text says it); the first match wins
-_CAUSES = (
-    ("connection refused", re.compile(r"connection refused|errno 111\b|winerror 10061", re.I)),
-    (
-        "host name not found",
-        re.compile(
-            r"name or service not known|nodename nor servname|failed to resolve"
-            r"|name resolution|getaddrinfo failed|no address associated",
-            re.I,
-        ),
-    ),
-    ("timed out", re.compile(r"timed out|timeout|did not finish within", re.I)),
-    (
-        "connection reset",
-        re.compile(r"connection reset|connection aborted|remote ?disconnected|\bclosed", re.I),
-    ),
-    ("network unreachable", re.compile(r"network is unreachable|no route to host", re.I)),
-    ("TLS error", re.compile(r"\bssl|certificate", re.I)),
-    ("authentication failed", re.compile(r"authenticat|\(535\b", re.I)),
-)
-
-
-def _messages(entries: Iterable[Any], level: int) -> list[str]:
-    """The distinct messages of `entries` at `level` or above, each cut to a readable size."""
-    out = [
-        _clip(entry.message)
-        for entry in entries
-        if _LEVELS.get(entry.level, logging.NOTSET) >= level and entry.message.strip()
-    ]
-    return list(dict.fromkeys(out))
-
-
-def _clip(message: str) -> str:
-    message = " ".join(message.split())
-    return message if len(message) <= _MESSAGE_MAX else message[: _MESSAGE_MAX - 1] + "…"
-
-
-def _failure_reason(service: Any) -> str:
-    """Why one service failed, short cause first: never empty."""
-    entries = list(service.logs())
-    warnings = _messages(entries, logging.WARNING)
-    exceptions = [e.message for e in entries if _EXCEPTION_LINE.match(e.message or "")]
-    # Matched on the whole messages: the errno comes last in a long exception text.
-    text = "\n".join(
-        [e.message for e in entries if _LEVELS.get(e.level, 0) >= logging.WARNING] + exceptions
-    )
-    causes = []
-    status = _HTTP_STATUS.search(text)
-    if status:
-        causes.append(f"HTTP {status.group(1)}")
-    cause = next((label for label, pattern in _CAUSES if pattern.search(text)), None)
-    if cause:
-        causes.append(cause)
-    elif exceptions and not status:
-        causes.append(_clip(exceptions[-1]))  # unknown to us: the exception is the cause
-    if not causes and not warnings:
-        causes.append(
-            "timed out" if service.status.name == "TIMEOUT" else "apprise logged no reason"
-        )
-    return "; ".join(dict.fromkeys(causes + warnings))
-
-
-# --- masking and scrubbing ------------------------------------------------------------------
-
-
+def _cut(detail: str) -> str:
+    return detail if len(detail) <= _DETAIL_MAX else detail[: _DETAIL_MAX - 1] + "…"

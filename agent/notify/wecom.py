@@ -17,6 +17,7 @@ import logging
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Mapping
 from typing import Any
 
 from agent.notify.render import truncate_utf8
@@ -51,9 +52,29 @@ def post(key: str, content: str, endpoint: str = ENDPOINT, timeout: float = 10.0
     return None
 
 
+def config_problem(meta: Mapping[str, Any]) -> str | None:
+    """What makes a qywx:// target (its parsed URL, Apprise's `meta`) unusable, or None."""
+    if not meta.get("host"):
+        return "qywx:// needs the bot key: qywx://KEY"
+    endpoint = str((meta.get("qsd") or {}).get("endpoint") or ENDPOINT)
+    if not endpoint.startswith(("https://", "http://")):
+        return "qywx:// endpoint must be an http(s) URL"
+    return None
+
+
+def _plugin_url(self: Any, privacy: bool = False, *args: Any, **kwargs: Any) -> str:
+    """The target's URL, key and options (Apprise's decorator plugins rebuild only
+    `qywx://`, which would make every WeCom bot one target); privacy hides the key whole."""
+    meta = self._default_args
+    key = "****" if privacy else urllib.parse.quote(str(meta.get("host") or ""), safe="")
+    query = urllib.parse.urlencode(meta.get("qsd") or {})
+    return f"{SCHEME}://{key}" + (f"?{query}" if query else "")
+
+
 def register() -> None:
     """Make `qywx://` known to Apprise (idempotent)."""
     from apprise.decorators import notify
+    from apprise.manager_plugins import NotificationManager
 
     if getattr(register, "done", False):
         return
@@ -61,15 +82,13 @@ def register() -> None:
     @notify(on=SCHEME, name="WeCom group bot (confirmed)")
     def _send(body: str, title: str, notify_type: Any, meta: dict, *args: Any,
               **kwargs: Any) -> bool:
+        problem = config_problem(meta)
+        if problem:
+            log.warning("%s", problem)
+            return False
         key = meta.get("host") or ""
         qsd = meta.get("qsd") or {}
-        if not key:
-            log.warning("qywx:// needs the bot key: qywx://KEY")
-            return False
         endpoint = qsd.get("endpoint") or ENDPOINT
-        if not endpoint.startswith(("https://", "http://")):
-            log.warning("qywx:// endpoint must be an http(s) URL")
-            return False
         try:
             timeout = float(qsd.get("rto", 10))
         except ValueError:
@@ -81,4 +100,5 @@ def register() -> None:
             return False
         return True
 
+    NotificationManager()[SCHEME].url = _plugin_url
     register.done = True  # type: ignore[attr-defined]
