@@ -118,7 +118,7 @@ def cmd_notify_test(args: argparse.Namespace) -> int:
         print("no notification target configured: alerts are printed to the console")
         return EXIT_OK
     failed = 0
-    for target, d in sender.test_all():
+    for target, d in sender.test_all(loaded.config.notify.language):
         print(f"{'ok    ' if d.ok else 'FAILED'} {target}: {d.detail}")
         failed += not d.ok
     return EXIT_FINDINGS if failed else EXIT_OK

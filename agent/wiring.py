@@ -14,7 +14,7 @@ from agent.config import LoadedConfig, load_config
 from agent.counting import Counts
 from agent.detect.base import Detector
 from agent.detect.loader import load_rules
-from agent.notify.sender import AppriseSender
+from agent.notify.sender import AppriseSender, TargetProblems
 from agent.parse import build_parser
 from agent.pipeline import Engine, parse_spec
 from agent.sources.files import FileSource
@@ -67,9 +67,27 @@ def _runtime_problems(loaded: LoadedConfig, notify: bool) -> list[Problem]:
             build_sender(loaded)
         except FileProblems as exc:
             problems += exc.problems
+        except TargetProblems as exc:
+            problems += _target_problems(loaded, exc)
         except ValueError as exc:
             problems.append(Problem(where, "notify", str(exc)))
     return problems
+
+
+def _target_problems(loaded: LoadedConfig, exc: TargetProblems) -> list[Problem]:
+    """Each refused URL at the file and line that gave it (a urls_file line or notify.urls)."""
+    n = loaded.config.notify
+    out = []
+    for i, url, why in exc.problems:
+        if i < len(n.urls):
+            file, line = loaded.where(("notify", "urls", i))
+            out.append(Problem(file, f"notify.urls.{i}", f"{url}: {why}", line))
+        else:
+            file, line = loaded.where(("notify", "urls_file"))
+            out.append(Problem(file, "notify.urls_file",
+                               f"{url} (from {n.urls_file}): {why}", line))
+    out += [Problem(str(loaded.path), "notify", other) for other in exc.others]
+    return out
 
 
 def build_sender(loaded: LoadedConfig) -> AppriseSender:

@@ -149,3 +149,17 @@ def test_the_state_database_is_readable_by_the_agent_only(tmp_path):
         Daemon(config, out=console).shutdown()
     db = Path(tmp_path / "state" / "agent.db")
     assert db.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_refused_notify_url_is_named_by_file_line_and_masked(tmp_path):
+    (tmp_path / "logs").mkdir()
+    config = tmp_path / "agent.yaml"
+    config.write_text(
+        'sources:\n  - {name: upload, paths: ["logs/u.log"]}\nrules: []\nnotify:\n  urls:\n'
+        '    - "wechat://abc"\n    - "mailto://user:secretpw@127.0.0.1:8025"\n',
+        encoding="utf-8")
+    done = cli("check", "-c", str(config))
+    assert done.returncode == 1
+    assert f"{config}:6: notify.urls.0: wechat://" in done.stderr and "qywx://" in done.stderr
+    assert f"{config}:7: notify.urls.1: mailto://" in done.stderr and "to=" in done.stderr
+    assert "secretpw" not in done.stderr
