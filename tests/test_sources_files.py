@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import gzip
+import logging
 import os
 import random
 import shutil
+import threading
 import time
 
 import pytest
 
-from agent.sources import files
+from agent.sources import lines
 from agent.sources.files import FileCheckpoint, FileSource
 
 
@@ -448,7 +450,7 @@ def test_one_poll_is_bounded_and_the_next_continues(tmp_path):
 
 def test_random_writes_and_chunk_edges_give_every_line_once(tmp_path, monkeypatch):
     # Tiny reads put chunk boundaries everywhere: inside CRLF, inside overlong lines.
-    monkeypatch.setattr(files, "CHUNK", 7)
+    monkeypatch.setattr(lines, "CHUNK", 7)
     rng = random.Random(7)
     log = tmp_path / "fuzz.log"
     src = FileSource("up", [str(log)], max_line_bytes=20)
@@ -487,3 +489,145 @@ def test_utf16_is_refused_with_a_reason():
         FileSource("up", ["/var/log/x.log"], encoding="utf-16")
     with pytest.raises(ValueError, match="absolute"):
         FileSource("up", ["relative/*.log"])
+
+
+# -- copies matched by the glob, folders that come and go, encodings -------------------------
+
+
+def test_copytruncate_copy_seen_before_the_truncation_is_not_read_again(tmp_path):
+    log, copy = tmp_path / "upload.log", tmp_path / "upload.log.1"
+    src = FileSource("up", [str(tmp_path / "upload.log*")], rotate_grace=0)
+    append(log, "".join(f"old line {i}\n" for i in range(10)))
+    assert len(src.poll()) == 10
+    append(log, "unread 1\nunread 2\nunread 3\n")
+    shutil.copy(log, copy)
+    # copy, poll, truncate, poll: the copy is matched while the original still holds it all
+    assert texts(src.poll(max_lines=1)) == ["unread 1"]  # from the original, not the copy
+    os.truncate(log, 0)
+    append(log, "after\n")
+    lines = drain(src)
+    assert [(ln.text, ln.path, ln.line_no) for ln in lines] == [
+        ("unread 2", str(copy), 12), ("unread 3", str(copy), 13), ("after", str(log), 1)]
+    assert src.poll() == [] and src.stats["lines"] == 14
+
+
+def test_copytruncate_copy_seen_while_being_written_is_not_read_again(tmp_path):
+    log, copy = tmp_path / "upload.log", tmp_path / "upload.log.1"
+    src = FileSource("up", [str(tmp_path / "upload.log*")], rotate_grace=0)
+    append(log, "".join(f"old line {i}\n" for i in range(10)))
+    assert len(src.poll()) == 10
+    append(log, "unread\n")
+    data = log.read_bytes()
+    copy.write_bytes(b"")  # logrotate creates the copy, then fills it
+    assert texts(src.poll()) == ["unread"]
+    append(copy, data[:37])
+    assert src.poll() == []
+    append(copy, data[37:])
+    assert src.poll() == []
+    os.truncate(log, 0)
+    append(log, "after\n")
+    assert texts(drain(src)) == ["after"]
+
+
+def test_repeated_copytruncate_with_a_writer_counts_every_line_once(tmp_path):
+    log = tmp_path / "upload.log"
+    src = FileSource("up", [str(tmp_path / "upload.log*")], rotate_grace=0)
+    lock, stop = threading.Lock(), threading.Event()
+    written: list[str] = []
+    log.touch()
+
+    def writer() -> None:
+        with open(log, "a", buffering=1) as f:  # O_APPEND, as applications log
+            i = 0
+            while not stop.is_set() or i < 2000:
+                with lock:  # a rotation is copy-then-truncate with no line written between
+                    text = f"line {i} " + "x" * (i % 50)
+                    f.write(text + "\n")
+                    written.append(text)
+                i += 1
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    got: list[str] = []
+    try:
+        for r in range(30):
+            got += texts(src.poll())
+            with lock:
+                for k in range(3, 0, -1):  # logrotate: rotate 4, copytruncate
+                    older = tmp_path / f"upload.log.{k}"
+                    if older.exists():
+                        os.replace(older, tmp_path / f"upload.log.{k + 1}")
+                shutil.copy(log, tmp_path / "upload.log.1")
+                # The bad moment: the copy is there, the original not truncated yet.  A small
+                # budget leaves lines unread, to be taken from the copy after the truncation.
+                got += texts(src.poll(max_lines=r % 4 * 5))
+                os.truncate(log, 0)
+            got += texts(src.poll())
+    finally:
+        stop.set()
+        thread.join()
+    got += texts(drain(src))
+    assert len(got) == len(written) and sorted(got) == sorted(written)
+    assert src.stats["lines"] == len(written)
+
+
+def test_folder_renamed_away_and_back_continues_at_the_offset(tmp_path):
+    logdir = tmp_path / "logs"
+    logdir.mkdir()
+    append(logdir / "a.log", "".join(f"a{i}\n" for i in range(50)))
+    append(logdir / "b.log", "".join(f"b{i}\n" for i in range(50)))
+    src = FileSource("up", [str(logdir / "*.log")], rotate_grace=0)
+    assert len(src.poll()) == 100
+    os.rename(logdir, tmp_path / "logs.away")
+    for _ in range(5):  # past the rotation grace: the files are let go
+        assert src.poll() == []
+    assert src.checkpoints() == []
+    os.rename(tmp_path / "logs.away", logdir)
+    assert src.poll() == []
+    append(logdir / "a.log", "a50\n")
+    assert [(ln.text, ln.line_no) for ln in src.poll()] == [("a50", 51)]
+    assert src.stats["lines"] == 101
+
+
+def test_missing_folder_is_reported_and_picked_up_once_it_exists(tmp_path):
+    logdir = tmp_path / "not-yet"
+    src = FileSource("up", [str(logdir / "*.log"), str(tmp_path / "upload.log")])
+    assert src.poll() == []
+    assert src.missing_dirs() == [str(logdir)]
+    logdir.mkdir()
+    append(logdir / "a.log", "hello\n")
+    assert texts(src.poll()) == ["hello"]
+    assert src.missing_dirs() == []
+
+
+def test_gbk_log_read_as_utf8_suggests_gb18030_once(tmp_path, caplog):
+    log = tmp_path / "cn.log"
+    line = "上传发票 invoice_no=044001 状态=失败 原因=税号不符"
+    src = FileSource("up", [str(log)])
+    append(log, "".join(f"{line} {i}\n" for i in range(10)).encode("gbk"))
+    src.poll()
+    assert src.encoding_hint() is None  # too few lines to tell
+    append(log, "".join(f"{line} {i}\n" for i in range(10, 30)).encode("gbk"))
+    with caplog.at_level(logging.WARNING, logger="agent.sources.files"):
+        lines = src.poll()
+        append(log, f"{line}\n".encode("gbk"))
+        lines += src.poll()
+    assert len(lines) == 21 and all(ln.replaced for ln in lines)
+    assert src.encoding_hint() == "gb18030"
+    warnings = [r.getMessage() for r in caplog.records if "gb18030" in r.getMessage()]
+    assert len(warnings) == 1 and "up" in warnings[0] and str(log) in warnings[0]
+
+
+def test_utf8_log_gets_no_encoding_hint(tmp_path):
+    log = tmp_path / "cn.log"
+    append(log, "".join(f"上传发票 {i}\n" for i in range(30)))
+    append(log, b"one bad \xff line\n")
+    src = FileSource("up", [str(log)])
+    assert len(src.poll()) == 31
+    assert src.encoding_hint() is None
+
+
+def test_stats_has_every_counter(tmp_path):
+    src = FileSource("up", [str(tmp_path / "*.log")])
+    assert set(src.stats) == {"lines", "truncated", "replaced", "rotations", "truncations",
+                              "files", "list_errors"}

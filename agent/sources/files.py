@@ -15,40 +15,43 @@ Rotation handled (no line lost, none repeated):
   Then (only then, also for a truncation while we were down) the folder is searched for the
   copy (upload.log.1, upload.log-20261122; matched by the globs or not): the file with the same
   head and fingerprint digests at the old offset.  It is read on from there, then the file from 0.
+  A copy seen before the truncation (or while being written) holds what was read, or a prefix
+  of it: it is followed, not read, until the original is truncated.
 * delete and recreate: like rename; the deleted inode stays readable through our handle.
+* a folder renamed away and back: files let go are remembered by identity and go on.
+
+A folder that cannot be listed (no file descriptors, permission, I/O) leaves its files as they
+were: unknown, not gone.  See discover.py (listing) and descriptors.py (open file budget).
 """
 
 from __future__ import annotations
 
-import codecs
-import glob
 import logging
 import os
-import re
-import stat
 import time
 from collections import deque
 from collections.abc import Iterable
-from itertools import count, repeat
 
+from agent.sources.descriptors import NO_FDS, Descriptors
+from agent.sources.discover import Entry, Finder, unknown
+from agent.sources.lines import LineReader
 from agent.sources.position import (
     PROBE,
     FileCheckpoint,
     Tail,
     copy_candidates,
+    copy_extent,
+    display,
     last_line_end,
     locate,
+    original_of,
     same_content,
 )
 from agent.types import RawLine
 
 log = logging.getLogger(__name__)
 
-CHUNK = 1 << 20  # bytes per read: large enough to amortise syscalls, small enough to bound memory
-# Upper bound of encoded bytes per character (utf-8, gb18030): a line of n characters is at most
-# n * 4 bytes, so blocks whose lines are all short can skip the exact byte-length check.
-_MAX_CHAR_BYTES = 4
-_MAGIC = re.compile(r"[*?[]")
+_GONE = 4096  # files let go that are remembered, in case they come back
 
 
 class FileSource:
@@ -58,45 +61,36 @@ class FileSource:
     run that have no checkpoint; files appearing later are always read from the beginning.
     `rotate_grace` is how long (seconds) a rotated-away file is kept open after it stopped
     growing, because writers usually add a few lines to the old file before reopening.
+    `max_open` caps the files kept open (default: half the descriptor limit).
     """
 
     def __init__(self, name: str, patterns: list[str], *, encoding: str = "utf-8",
                  start_at: str = "beginning", max_line_bytes: int = 65536,
-                 first_run: bool = True, rotate_grace: float = 1.0) -> None:
-        try:
-            codec = codecs.lookup(encoding)
-        except LookupError:
-            raise ValueError(f"unknown encoding {encoding!r}") from None
-        try:
-            ascii_newline = b"\r\n".decode(codec.name) == "\r\n"
-        except UnicodeDecodeError:
-            ascii_newline = False
-        if not ascii_newline:
-            raise ValueError(f"encoding {encoding!r} is not ASCII-compatible (newline is not "
-                             "the byte 0x0A); lines are split on bytes, so utf-16/utf-32 "
-                             "logs cannot be tailed: convert them or log in utf-8")
+                 first_run: bool = True, rotate_grace: float = 1.0,
+                 max_open: int | None = None) -> None:
         if start_at not in ("beginning", "end"):
             raise ValueError(f"start_at must be 'beginning' or 'end', not {start_at!r}")
-        if max_line_bytes < 1:
-            raise ValueError("max_line_bytes must be positive")
+        self._stats = dict.fromkeys(("lines", "truncated", "replaced", "rotations",
+                                     "truncations", "files", "list_errors"), 0)
+        self._lines = LineReader(name, encoding, max_line_bytes, self._stats)
         relative = [p for p in patterns if not os.path.isabs(p)]
         if relative:
             raise ValueError(f"file patterns must be absolute: {relative}")
         self.name = name
         self.patterns = list(patterns)
-        self._enc = codec.name
+        self._finder = Finder(name, self.patterns)
         self._start_at_end = start_at == "end" and first_run
-        self._max = max_line_bytes
+        self._max = max_line_bytes  # for start_at: end
         self._grace = rotate_grace
         self._tails: dict[str, Tail] = {}
         self._restore: dict[str, FileCheckpoint] = {}
         # Positions of truncated content whose copy was not found at once: a copy of it that
         # shows up later under a matching name resumes there instead of being read again.
         self._orphans: deque[FileCheckpoint] = deque(maxlen=32)
+        # Files let go (rotated away, folder gone): one that comes back goes on where it was.
+        self._gone: dict[str, FileCheckpoint] = {}
         self._polled = False
-        self._warned: set[str] = set()
-        self._stats = dict.fromkeys(
-            ("lines", "truncated", "replaced", "rotations", "truncations", "files"), 0)
+        self._fds = Descriptors(name, self._tails, max_open, self._stats)
 
     # -- public -------------------------------------------------------------------------------
 
@@ -108,45 +102,53 @@ class FileSource:
         """New complete lines in file order, at most `max_lines`; the next poll continues."""
         first = not self._polled
         self._polled = True
-        found = self._scan()
-        for t in self._tails.values():
+        found, failed = self._finder.scan()
+        if failed:
+            self._stats["list_errors"] += len(failed)
+            if any(e.errno in NO_FDS for _, e in failed):
+                self._fds.shrink()
+        self._fds.make_room()
+        for t in list(self._tails.values()):
             hit = found.pop(t.file_id, None)
             if hit is None:
-                if not t.detached:
-                    t.detached, t.grew_at = True, time.monotonic()
-                    self._stats["rotations"] += 1
-                    new = locate(t.file_id, os.path.dirname(t.path))
-                    log.info("%s: %s was %s; draining it", self.name, t.path,
-                             f"renamed to {new}" if new else "deleted or moved away")
-                    t.path = new or t.path
-            elif hit != t.path:
+                if not t.detached and not unknown(t.path, failed):
+                    self._detach(t)
+                continue
+            if hit.path != t.path:
                 if not t.detached:
                     self._stats["rotations"] += 1
-                log.info("%s: %s is now %s; not reading it again", self.name, t.path, hit)
-                t.path, t.detached = hit, False
-            else:
-                t.detached = False
+                log.info("%s: %s is now %s; not reading it again", self.name, t.shown,
+                         display(hit.path))
+                t.move(hit.path)
+            t.detached = False
+            if t.fd < 0 and (hit.size, hit.mtime_ns) != t.stamp:
+                self._fds.reopen(t)
         for t in list(self._tails.values()):
-            self._check_truncation(t, found)
+            if t.fd >= 0 and t.copy_of is None:
+                self._check_truncation(t, found)
         # Files with a checkpoint first, so a failed resume can be matched by its copy.
-        for fid, path in sorted(found.items(), key=lambda kv: kv[0] not in self._restore):
+        for fid, entry in sorted(found.items(), key=lambda kv: kv[0] not in self._restore):
             if fid not in self._tails:  # not already taken as the copy of a truncated file
-                self._open(fid, path, first, found)
-        if first:
-            self._restore_rotated()
+                self._open(fid, entry.path, first, found)
+        if self._restore:
+            self._restore_rotated(found)
+        self._follow_copies()
         out: list[RawLine] = []
         order = sorted(self._tails.values(), key=lambda t: not t.detached)
         for t in order:
             if len(out) >= max_lines:
                 break
+            if t.fd < 0 or t.copy_of is not None:
+                continue
             try:
-                self._read(t, max_lines - len(out), out)
+                self._lines.read(t, max_lines - len(out), out)
             except OSError as e:
-                log.warning("%s: reading %s failed: %s", self.name, t.path, e)
+                log.warning("%s: reading %s failed: %s", self.name, t.shown, e)
                 continue
             if t.detached and t.read_pos >= t.size and len(out) < max_lines \
                     and time.monotonic() - t.grew_at >= self._grace:
                 self._finish(t, out)
+        self._lines.warn_encoding()
         return out
 
     def flush(self) -> list[RawLine]:
@@ -156,79 +158,87 @@ class FileSource:
         once poll() returns nothing; the daemon does not call it (it waits for the newline)."""
         out: list[RawLine] = []
         for t in sorted(self._tails.values(), key=lambda t: not t.detached):
-            if t.pending or t.overlong:
-                self._emit_pending(t, out)
+            if (t.pending or t.overlong) and (t.fd >= 0 or self._fds.reopen(t)):
+                self._lines.emit_pending(t, out)
                 try:
                     t.commit_read()
                 except OSError as e:  # the next truncation check decides
-                    log.warning("%s: cannot read %s back: %s", self.name, t.path, e)
+                    log.warning("%s: cannot read %s back: %s", self.name, t.shown, e)
         return out
 
     def checkpoints(self) -> list[FileCheckpoint]:
-        """Positions after everything poll() has returned, including rotated files still open."""
-        return [t.checkpoint() for t in self._tails.values()]
+        """Positions after everything poll() has returned, including rotated files still open
+        (not of copies being followed: they are matched again after a restart)."""
+        return [t.checkpoint() for t in self._tails.values() if t.copy_of is None]
 
     def watch_dirs(self) -> set[str]:
         """Existing directories whose changes may concern this source (for the Waker)."""
-        dirs: set[str] = set()
-        for pattern in self.patterns:
-            parent = os.path.dirname(pattern)
-            dirs.update(glob.glob(parent, recursive=True) if _MAGIC.search(parent) else [parent])
-        dirs.update(os.path.dirname(t.path) for t in self._tails.values())
-        return {d for d in dirs if os.path.isdir(d)}
+        dirs = {os.path.dirname(t.path) for t in self._tails.values()}
+        return self._finder.watch_dirs() | {d for d in dirs if os.path.isdir(d)}
+
+    def missing_dirs(self) -> list[str]:
+        """Configured folders (each pattern's path up to its first wildcard) that do not exist;
+        their files are picked up once they do."""
+        return [d for d in self._finder.roots() if not os.path.isdir(d)]
+
+    def encoding_hint(self) -> str | None:
+        """A likelier encoding when most lines do not decode (at least 20 read, over half with
+        replaced bytes): the first of gb18030, gbk, utf-16 that decodes the kept starts of
+        recent bad lines.  None otherwise."""
+        return self._lines.encoding_hint()
 
     @property
     def stats(self) -> dict[str, int]:
-        """Cumulative counters: lines, truncated, replaced, rotations, truncations, files opened."""
+        """Cumulative counters, the authority for what this source read:
+
+        * lines: lines handed out by poll() and flush()
+        * truncated: of those, lines longer than max_line_bytes, cut there
+        * replaced: of those, lines with undecodable bytes (replaced with U+FFFD)
+        * rotations: tracked files renamed, moved or deleted away (drained, then let go)
+        * truncations: files truncated or replaced in place (copytruncate), also while down
+        * files: file identities opened for reading (reopening a parked one does not count)
+        * list_errors: failures listing a folder, stat'ing a match or opening a file, one per
+          attempt (each poll retries)
+        """
         return dict(self._stats)
 
     def close(self) -> None:
         """Close every open file; the source is not usable afterwards."""
-        for t in self._tails.values():
-            os.close(t.fd)
+        self._fds.close_all()
         self._tails.clear()
 
-    # -- discovery ----------------------------------------------------------------------------
-
-    def _scan(self) -> dict[str, str]:
-        """Identity -> path of every regular file the globs match, oldest (by mtime) first."""
-        hits: dict[str, tuple[float, str]] = {}
-        for pattern in self.patterns:
-            for path in glob.iglob(pattern, recursive=True):
-                try:
-                    st = os.stat(path)
-                except OSError:
-                    continue  # vanished between listing and stat
-                if stat.S_ISREG(st.st_mode):
-                    hits.setdefault(f"{st.st_dev}:{st.st_ino}", (st.st_mtime, path))
-        return {fid: path for fid, (_, path) in sorted(hits.items(), key=lambda kv: kv[1])}
-
     def _new_tail(self, fid: str, path: str) -> Tail | None:
-        """Open `path` if it still is identity `fid`; None (after a warning) if it cannot be."""
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError as e:
-            if path not in self._warned:
-                self._warned.add(path)
-                log.warning("%s: cannot open %s: %s", self.name, path, e)
-            return None
-        st = os.fstat(fd)
-        if f"{st.st_dev}:{st.st_ino}" != fid:
-            os.close(fd)  # replaced between stat and open: the next poll sees the new one
-            return None
-        return Tail(fid, path, fd, st.st_size, time.monotonic())
+        opened = self._fds.open(path, fid)
+        return None if opened is None else Tail(fid, path, opened[0], opened[1], time.monotonic())
 
-    def _open(self, fid: str, path: str, first: bool, found: dict[str, str]) -> None:
+    # -- following files ----------------------------------------------------------------------
+
+    def _detach(self, t: Tail) -> None:
+        t.detached, t.grew_at = True, time.monotonic()
+        self._stats["rotations"] += 1
+        new = locate(t.file_id, os.path.dirname(t.path))
+        log.info("%s: %s was %s; draining it", self.name, t.shown,
+                 f"renamed to {display(new)}" if new else "deleted or moved away")
+        if new:
+            t.move(new)
+        if t.fd < 0 and not (new and self._fds.reopen(t)):
+            self._drop(t)  # parked, so read to its end when it was parked
+
+    def _open(self, fid: str, path: str, first: bool, found: dict[str, Entry]) -> None:
         t = self._new_tail(fid, path)
         if t is None:
             return
         cp = self._restore.pop(fid, None)
-        if cp is not None and same_content(t.fd, t.size, cp):
+        back = self._gone.pop(fid, None)
+        if back is not None and same_content(t.fd, t.size, back):
+            t.seek(back.offset, back.line_no)
+            log.info("%s: %s is back; going on at byte %d", self.name, t.shown, back.offset)
+        elif cp is not None and same_content(t.fd, t.size, cp):
             t.seek(cp.offset, cp.line_no)
         elif cp is not None:
             self._stats["truncations"] += 1
             log.info("%s: %s changed while we were down; reading it from the start",
-                     self.name, path)
+                     self.name, t.shown)
             if cp.offset and not self._resume_copy(cp, path, found):
                 self._orphans.append(cp)
         elif first and self._start_at_end:
@@ -240,7 +250,7 @@ class FileSource:
                     self._orphans.remove(o)
                     t.seek(o.offset, o.line_no)
                     log.info("%s: %s is a copy of truncated %s; resuming at byte %d",
-                             self.name, path, o.path, o.offset)
+                             self.name, t.shown, o.path, o.offset)
                     break
         self._track(t)
 
@@ -248,25 +258,45 @@ class FileSource:
         self._tails[t.file_id] = t
         self._stats["files"] += 1
 
-    def _restore_rotated(self) -> None:
-        """Find checkpointed files renamed while we were down (same directory, same inode)."""
-        for cp in self._restore.values():
+    def _drop(self, t: Tail) -> None:
+        """Let go of `t`, remembering where it stood in case it comes back."""
+        if t.fd >= 0:
+            self._fds.close(t.fd)
+        del self._tails[t.file_id]
+        if t.copy_of is not None:
+            return
+        cp = t.checkpoint()
+        for c in [c for c in self._tails.values() if c.copy_of == t.file_id]:
+            self._release(c, cp)
+        self._gone[t.file_id] = cp
+        if len(self._gone) > _GONE:
+            del self._gone[next(iter(self._gone))]
+
+    def _restore_rotated(self, found: dict[str, Entry]) -> None:
+        """Find checkpointed files renamed while we were down (same directory, same inode).
+        A checkpoint whose file could not be opened yet (over the descriptor budget, an error)
+        is kept for a later poll."""
+        for cp in list(self._restore.values()):
+            if cp.file_id in found:
+                continue
             path = locate(cp.file_id, os.path.dirname(cp.path))
             t = self._new_tail(cp.file_id, path) if path else None
             if t is None:
+                if not path:
+                    del self._restore[cp.file_id]
                 continue
+            del self._restore[cp.file_id]
             if same_content(t.fd, t.size, cp):
                 t.seek(cp.offset, cp.line_no)
                 t.detached = True
                 self._track(t)
                 self._stats["rotations"] += 1
                 log.info("%s: %s was rotated to %s while we were down; draining it",
-                         self.name, cp.path, t.path)
+                         self.name, cp.path, t.shown)
             else:
-                os.close(t.fd)
-        self._restore.clear()
+                self._fds.close(t.fd)
 
-    def _check_truncation(self, t: Tail, found: dict[str, str]) -> None:
+    def _check_truncation(self, t: Tail, found: dict[str, Entry]) -> None:
         try:
             t_size = os.fstat(t.fd).st_size
             if t_size != t.size:
@@ -274,21 +304,26 @@ class FileSource:
             n = len(t.fp)
             same = t_size >= t.read_pos and (not n or os.pread(t.fd, n, t.offset - n) == t.fp)
         except OSError as e:
-            log.warning("%s: cannot check %s: %s", self.name, t.path, e)
+            log.warning("%s: cannot check %s: %s", self.name, t.shown, e)
             return
         if not same:
             self._stats["truncations"] += 1
             log.info("%s: %s was truncated (copytruncate?); reading it from the start",
-                     self.name, t.path)
+                     self.name, t.shown)
             cp = t.checkpoint()
             t.rewind()
-            if cp.offset and self._resume_copy(cp, t.path, found):
+            if not cp.offset:
+                return
+            copies = [c for c in self._tails.values() if c.copy_of == t.file_id]
+            for c in copies:
+                self._release(c, cp)
+            if copies or self._resume_copy(cp, t.path, found):
                 del self._tails[t.file_id]  # re-added after the copy, so the copy is read first
                 self._tails[t.file_id] = t
-            elif cp.offset:
+            else:
                 self._orphans.append(cp)
 
-    def _resume_copy(self, cp: FileCheckpoint, path: str, found: dict[str, str]) -> bool:
+    def _resume_copy(self, cp: FileCheckpoint, path: str, found: dict[str, Entry]) -> bool:
         """Truncated content (`cp`, of the file now at `path`): find its copy in the same folder
         and track it from cp's offset, so the lines written between our last read and the
         truncation are not lost.  Whether a copy was found."""
@@ -299,121 +334,64 @@ class FileSource:
             if c is None:
                 continue
             if not same_content(c.fd, c.size, cp):  # head checked first: nothing else is read
-                os.close(c.fd)
+                self._fds.close(c.fd)
                 continue
             c.seek(cp.offset, cp.line_no)
             c.detached = found.pop(fid, None) is None  # kept as a tracked file if matched
             self._track(c)
             log.info("%s: %s is a copy of truncated %s; reading it on from byte %d",
-                     self.name, copy, path, cp.offset)
+                     self.name, c.shown, cp.path, cp.offset)
             return True
         return False
 
-    # -- reading ------------------------------------------------------------------------------
-
-    def _read(self, t: Tail, budget: int, out: list[RawLine]) -> None:
-        """Read t up to its known size, appending at most `budget` lines to `out`."""
-        limit = len(out) + budget
-        while len(out) < limit and t.read_pos < t.size:
-            chunk = os.pread(t.fd, min(CHUNK, t.size - t.read_pos), t.read_pos)
-            if not chunk:
-                break
-            start = t.read_pos
-            t.read_pos += len(chunk)
-            if t.overlong:
-                nl = chunk.find(b"\n")
-                if nl < 0:
-                    continue  # still inside the overlong line: drop bytes, keep memory bounded
-                self._emit_pending(t, out)
-                t.offset = start + nl + 1
-                t.fp = chunk[nl + 1 - PROBE:nl + 1] if nl + 1 >= PROBE else os.pread(
-                    t.fd, min(PROBE, t.offset), max(0, t.offset - PROBE))
-                data = chunk[nl + 1:]
-            else:
-                data = t.pending + chunk if t.pending else chunk
-            t.pending = b""
-            self._split(t, data, limit - len(out), out)
-        if len(t.head) < PROBE and t.offset > len(t.head):
-            t.head = os.pread(t.fd, min(PROBE, t.offset), 0)
-
-    def _split(self, t: Tail, data: bytes, budget: int, out: list[RawLine]) -> None:
-        """Hand out the complete lines of `data` (which starts at t.offset); hold the rest."""
-        last = data.rfind(b"\n")
-        end = last + 1
-        if end:
-            n = data.count(b"\n", 0, end)
-            stop = n > budget
-            if stop:  # cut after the budget-th newline; the next poll re-reads from there
-                n = budget
-                end = len(data) - len(data.split(b"\n", budget)[-1]) if budget else 0
-            if n:
-                self._emit(t, data[:end], n, out)
-                t.offset += end
-                t.fp = data[end - PROBE:end] if end >= PROBE else (t.fp + data[:end])[-PROBE:]
-            if stop:
-                t.read_pos = t.offset
-                return
-        rest = data[end:]
-        if len(rest) > self._max:
-            t.pending, t.overlong = rest[:self._max], True
-        else:
-            t.pending = rest
-
-    def _emit(self, t: Tail, block: bytes, n: int, out: list[RawLine]) -> None:
-        """Decode `block` (n lines, each ending in newline) in bulk; per line only if needed."""
-        try:
-            text = block.decode(self._enc)
-        except UnicodeDecodeError:
-            text = None
-        if text is not None:
-            if "\r" in text:
-                text = text.replace("\r\n", "\n")
-            texts = text.split("\n")
-            texts.pop()
-            fits = len(block) <= self._max or \
-                max(map(len, texts)) * _MAX_CHAR_BYTES <= self._max
-            if fits and len(texts) == n:
-                out.extend(map(RawLine, repeat(self.name), repeat(t.path),
-                               count(t.line_no + 1), texts))
-                t.line_no += n
-                self._stats["lines"] += n
-                return
-        for raw in block[:-1].split(b"\n"):
-            raw = raw[:-1] if raw.endswith(b"\r") else raw
-            cut = len(raw) > self._max
-            self._add(t, *self._decode(raw[:self._max] if cut else raw, cut), cut, out)
-
-    def _add(self, t: Tail, text: str, replaced: bool, truncated: bool,
-             out: list[RawLine]) -> None:
-        t.line_no += 1
-        out.append(RawLine(self.name, t.path, t.line_no, text, truncated, replaced))
-        self._stats["lines"] += 1
-        self._stats["truncated"] += truncated
-        self._stats["replaced"] += replaced
-
-    def _decode(self, raw: bytes, prefix: bool = False) -> tuple[str, bool]:
-        """Text and whether bytes were replaced; strict first because it is the fast common
-        case.  A `prefix` (cut at max_line_bytes) drops a character cut in half."""
-        if prefix:
+    def _follow_copies(self) -> None:
+        """Tell copies of what was read from new files, and follow the copies: a new file that
+        holds what a tracked file has read (or, being copied, a prefix of it) is not read while
+        the original holds the same lines (copytruncate seen between copy and truncate)."""
+        read: list[Tail] | None = None
+        for c in list(self._tails.values()):
             try:
-                return codecs.getincrementaldecoder(self._enc)().decode(raw), False
-            except UnicodeDecodeError:
-                return codecs.getincrementaldecoder(self._enc)("replace").decode(raw), True
-        try:
-            return raw.decode(self._enc), False
-        except UnicodeDecodeError:
-            return raw.decode(self._enc, "replace"), True
+                if c.copy_of is not None:
+                    self._follow(c)
+                elif not (c.offset or c.read_pos) and c.size and c.fd >= 0:  # nothing read yet
+                    if read is None:
+                        read = [t for t in self._tails.values() if t.offset and not t.copy_of]
+                    if t := original_of(c, read):
+                        log.info("%s: %s is a copy of %s; following it, not reading it",
+                                 self.name, c.shown, t.shown)
+            except OSError as e:  # decided at the next poll
+                log.warning("%s: cannot check %s: %s", self.name, c.shown, e)
 
-    def _emit_pending(self, t: Tail, out: list[RawLine]) -> None:
-        """Hand out the held line as it is (an overlong line's prefix, or a dangling last line)."""
-        raw = t.pending[:-1] if not t.overlong and t.pending.endswith(b"\r") else t.pending
-        self._add(t, *self._decode(raw, t.overlong), t.overlong, out)
-        t.pending, t.overlong = b"", False
+    def _follow(self, c: Tail) -> None:
+        if c.detached:
+            self._drop(c)  # the copy went away
+            return
+        t = self._tails[c.copy_of or ""]  # an original let go releases its copies first
+        if t.fd < 0:
+            return  # parked original: unchanged since it was read
+        c.size = os.fstat(c.fd).st_size
+        extent = copy_extent(c.fd, c.size, os.pread(c.fd, PROBE, 0), t)
+        if extent == t.offset and c.offset != extent:
+            c.seek(t.offset, t.line_no)  # a copy up to here: if it ever differs, read on from here
+        elif extent < 0:
+            c.copy_of = None
+            log.info("%s: %s is not a copy of %s after all; reading it from byte %d",
+                     self.name, c.shown, t.shown, c.offset)
+
+    def _release(self, c: Tail, cp: FileCheckpoint) -> None:
+        """Followed copy `c` of content now truncated (or let go): read on after what was read
+        of that content, that is, the lines written between our last read and the truncation."""
+        try:
+            c.take_over(cp)
+        except OSError as e:  # read from where it last matched
+            log.warning("%s: cannot check %s: %s", self.name, c.shown, e)
+        log.info("%s: %s is a copy of %s; reading it on from byte %d", self.name, c.shown,
+                 cp.path, c.offset)
 
     def _finish(self, t: Tail, out: list[RawLine]) -> None:
         """Let go of a rotated-away file that is fully read, returning its dangling line."""
         if t.pending or t.overlong:
-            self._emit_pending(t, out)
-        os.close(t.fd)
-        del self._tails[t.file_id]
-        log.info("%s: finished rotated file %s (%d lines)", self.name, t.path, t.line_no)
+            self._lines.emit_pending(t, out)
+        self._drop(t)
+        log.info("%s: finished rotated file %s (%d lines)", self.name, t.shown, t.line_no)
+

@@ -9,10 +9,17 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Container
+from collections.abc import Container, Iterable
 from dataclasses import dataclass
 
 PROBE = 64  # bytes hashed for the head and fingerprint digests
+
+
+def display(path: str) -> str:
+    """`path` as valid UTF-8 text, for lines, checkpoints and logs: bytes of a file name that
+    are not UTF-8 (kept by Python as lone surrogates, which SQLite and UTF-8 encoders refuse)
+    shown as backslash escapes.  The file itself is always opened by its real name."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def digest(data: bytes) -> str:
@@ -28,7 +35,7 @@ class FileCheckpoint:
     """
 
     file_id: str  # "dev:inode": survives renames
-    path: str  # last path the file was seen at
+    path: str  # last path the file was seen at, as shown (see display())
     offset: int  # byte offset just after the last complete line handed out
     line_no: int  # lines handed out from this file so far
     fingerprint: str  # digest of the bytes just before offset (copytruncate detection)
@@ -37,11 +44,11 @@ class FileCheckpoint:
 
 @dataclass(slots=True)
 class Tail:
-    """Reading state of one open file identity."""
+    """Reading state of one file identity."""
 
     file_id: str
-    path: str
-    fd: int
+    path: str  # the real name, to open it by
+    fd: int  # -1 while parked: closed for want of descriptors, reopened when it changes
     size: int = 0  # as of the last fstat; reading stops there
     grew_at: float = 0.0  # monotonic time the size last changed
     detached: bool = False  # identity no longer matched by the globs (rotated or deleted)
@@ -52,6 +59,15 @@ class Tail:
     line_no: int = 0
     fp: bytes = b""  # raw bytes [offset - min(64, offset), offset)
     head: bytes = b""  # raw bytes [0, min(64, offset))
+    shown: str = ""  # path as text (display())
+    copy_of: str | None = None  # identity whose read content this file is a copy of: not read
+    stamp: tuple[int, int] = (0, 0)  # (size, mtime_ns) when parked
+
+    def __post_init__(self) -> None:
+        self.shown = display(self.path)
+
+    def move(self, path: str) -> None:
+        self.path, self.shown = path, display(path)
 
     def rewind(self) -> None:
         self.offset = self.read_pos = self.line_no = 0
@@ -75,8 +91,20 @@ class Tail:
         if len(self.head) < n:
             self.head = os.pread(self.fd, n, 0)
 
+    def take_over(self, cp: FileCheckpoint) -> None:
+        """This file, followed as a copy, goes on after what was read of the content `cp` was
+        taken at (its original was truncated): at cp's offset, or past its end if it holds only
+        lines read already (line_no is then cp's: close enough for a copy nobody appends to).
+        Else it was no copy after all, and goes on where it last matched."""
+        self.copy_of = None
+        self.size = os.fstat(self.fd).st_size
+        if same_content(self.fd, self.size, cp):
+            self.seek(cp.offset, cp.line_no)
+        elif self.size < cp.offset:
+            self.seek(self.size, cp.line_no)
+
     def checkpoint(self) -> FileCheckpoint:
-        return FileCheckpoint(self.file_id, self.path, self.offset, self.line_no,
+        return FileCheckpoint(self.file_id, self.shown, self.offset, self.line_no,
                               digest(self.fp), digest(self.head))
 
 
@@ -87,6 +115,36 @@ def same_content(fd: int, size: int, cp: FileCheckpoint) -> bool:
     n = min(PROBE, cp.offset)
     return (digest(os.pread(fd, n, 0)) == cp.head
             and digest(os.pread(fd, n, cp.offset - n)) == cp.fingerprint)
+
+
+def copy_extent(fd: int, size: int, head: bytes, t: Tail) -> int:
+    """How much of what `t` has read the file open as `fd` (`size` bytes, starting with `head`)
+    holds, judged by the first bytes and those before the end compared: t.offset if all of it
+    (a copy), `size` if it is a prefix of it (a copy still being written), -1 if it differs or
+    cannot tell."""
+    k = min(size, t.offset)
+    n = min(PROBE, k)
+    if not k or head[:n] != t.head[:n]:
+        return -1
+    if k == t.offset:
+        return k if os.pread(fd, n, k - n) == t.fp else -1
+    if t.fd < 0:
+        return -1
+    return k if os.pread(fd, n, k - n) == os.pread(t.fd, n, k - n) else -1
+
+
+def original_of(c: Tail, tails: Iterable[Tail]) -> Tail | None:
+    """The first of `tails` whose read content new file `c` holds all or a prefix of (see
+    copy_extent); `c` then follows it (copy_of), at its offset if it holds all of it."""
+    head = os.pread(c.fd, PROBE, 0)
+    for t in tails:
+        extent = copy_extent(c.fd, c.size, head, t)
+        if extent >= 0:
+            c.copy_of = t.file_id
+            if extent == t.offset:
+                c.seek(t.offset, t.line_no)
+            return t
+    return None
 
 
 def last_line_end(fd: int, size: int, max_line_bytes: int) -> int:
