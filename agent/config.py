@@ -9,16 +9,18 @@ problems are reported together.
 from __future__ import annotations
 
 import codecs
+import glob
 import os
 import re
+from collections.abc import Iterable
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import regex
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -26,34 +28,22 @@ from pydantic import (
     model_validator,
 )
 
+from agent.configtypes import Duration, error_message, parse_duration
+from agent.parse.regex_lines import MATCH_TIMEOUT, nested_quantifier
 from agent.types import READABLE_FIELDS
 from agent.yamlfile import FileProblems, Problem, YamlDoc, dotted, read_yaml
 
+__all__ = ["CANONICAL_FIELDS", "AgentConfig", "Duration", "LoadedConfig", "NotifyConfig",
+           "SourceConfig", "check_canonical", "load_config", "parse_duration"]
+
 CANONICAL_FIELDS = READABLE_FIELDS  # what `fields:` and `values:` may name
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_WILDCARDS = "*?["
 
 
-def parse_duration(value: Any) -> timedelta:
-    """'30s', '5m', '2h', '1d', '250ms' or a number of seconds -> timedelta."""
-    if isinstance(value, timedelta):
-        return value
-    if isinstance(value, bool):
-        raise ValueError("expected a duration like 30s, 5m, 2h or 1d")
-    try:
-        if isinstance(value, (int, float)):
-            return timedelta(seconds=value)
-        if isinstance(value, str):
-            m = _DURATION.match(value)
-            if m:
-                return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
-    except OverflowError:
-        raise ValueError(f"duration {value!r} is too large") from None
-    raise ValueError(f"expected a duration like 30s, 5m, 2h or 1d, got {value!r}")
-
-
-Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+def check_canonical(names: Iterable[str]) -> list[str]:
+    """The names that are not canonical event fields, sorted; empty when all are."""
+    return sorted(set(names) - set(CANONICAL_FIELDS))
 
 
 class _Model(BaseModel):
@@ -93,7 +83,7 @@ class SourceConfig(_Model):
     @field_validator("fields", "values")
     @classmethod
     def _canonical_keys(cls, v: dict[str, Any]) -> dict[str, Any]:
-        bad = sorted(set(v) - set(CANONICAL_FIELDS))
+        bad = check_canonical(v)
         if bad:
             raise ValueError(f"unknown canonical field(s) {', '.join(bad)}; expected some of "
                              f"{', '.join(CANONICAL_FIELDS)}")
@@ -104,8 +94,8 @@ class SourceConfig(_Model):
     def _regex(cls, v: str | None) -> str | None:
         if v is not None:
             try:
-                re.compile(v)
-            except re.error as exc:
+                regex.compile(v)  # what the parser compiles it with
+            except regex.error as exc:
                 raise ValueError(f"invalid regular expression: {exc}") from None
         return v
 
@@ -151,7 +141,7 @@ class AgentConfig(_Model):
     batch_lines: int = Field(20000, ge=1, description="Lines per checkpointed batch")
     sources: list[SourceConfig] = Field(default_factory=list)
     rules: list[str] = Field(default_factory=lambda: ["rules/*.yaml"])
-    notify: NotifyConfig = Field(default_factory=NotifyConfig)
+    notify: NotifyConfig = Field(default_factory=lambda: NotifyConfig.model_validate({}))
 
     @field_validator("timezone")
     @classmethod
@@ -193,15 +183,20 @@ class AgentConfig(_Model):
 
 
 class LoadedConfig:
-    """A validated config plus where it came from; paths already absolute."""
+    """A validated config plus where it came from; paths already absolute.
+
+    `warnings` are things worth telling the operator that do not stop the agent (a log folder
+    that does not exist yet, no sources, a pattern prone to slow matching).
+    """
 
     def __init__(self, config: AgentConfig, path: Path, files: list[str],
-                 docs: list[YamlDoc] | None = None):
+                 docs: list[YamlDoc] | None = None, warnings: list[Problem] | None = None):
         self.config = config
         self.path = path
         self.base = path.parent
         self.files = files
         self._docs = docs or []
+        self.warnings: list[Problem] = list(warnings or [])
 
     def where(self, loc: tuple[Any, ...]) -> tuple[str, int | None]:
         """The file (and line) that set the key path `loc`: the last layer holding it."""
@@ -297,15 +292,14 @@ def load_config(path: str | Path) -> LoadedConfig:
         for err in exc.errors():
             loc = tuple(p for p in err["loc"] if not _is_union_tag(p))
             doc = _doc_for(docs, loc) or docs[0]
-            problems.append(Problem(doc.path, dotted(loc), _message(err), doc.line_of(loc)))
-        # a missing log folder is worth reporting alongside the schema problems
-        problems += _check_paths(path.parent, merged.get("sources"), docs)
+            message = error_message(dict(err), secret=loc[:1] == ("notify",))
+            problems.append(Problem(doc.path, dotted(loc), message, doc.line_of(loc)))
         raise FileProblems(problems) from None
     loaded = LoadedConfig(config, path, [d.path for d in docs], docs)
-    problems += _check_paths(path.parent, [s.model_dump() for s in config.sources], docs)
     problems += _check_rule_files(loaded, docs)
     if problems:
         raise FileProblems(problems)
+    loaded.warnings = _warnings(loaded, docs)
     return loaded
 
 
@@ -327,54 +321,58 @@ def _is_union_tag(part: Any) -> bool:
     return isinstance(part, str) and (part in ("str", "UrlTarget") or part.startswith("function-"))
 
 
-def _message(err: dict[str, Any]) -> str:
-    if err["type"] == "extra_forbidden":
-        return "unknown key"
-    if err["type"] == "missing":
-        return "required key is missing"
-    msg = err["msg"]
-    if msg.startswith("Value error, "):
-        msg = msg[len("Value error, "):]
-    if err["type"] not in ("value_error",) and "input" in err and not isinstance(
-            err["input"], (dict, list)):
-        msg += f" (got {err['input']!r})"
-    return msg
+def _problem(docs: list[YamlDoc], loc: tuple[Any, ...], message: str) -> Problem:
+    doc = _doc_for(docs, loc) or docs[0]
+    return Problem(doc.path, dotted(loc), message, doc.line_of(loc))
 
 
-def _check_paths(base: Path, sources: Any, docs: list[YamlDoc]) -> list[Problem]:
-    """A log folder that does not exist is almost always a typo: say so at load."""
-    problems: list[Problem] = []
-    if not isinstance(sources, list):
-        return problems
+def _warnings(loaded: LoadedConfig, docs: list[YamlDoc]) -> list[Problem]:
+    """What is worth saying at `check` and at start, but must not stop the agent.
+
+    A missing log folder is a warning, not an error: the daemon tails it once it appears, and
+    refusing to start made systemd's Restart=on-failure a restart loop.
+    """
+    sources = loaded.config.sources
+    if not sources:
+        return [_problem(docs, ("sources",), "no sources configured: nothing is watched")]
+    found = []
+    missing: set[Path] = set()  # each folder once, at the first path in it
     for i, src in enumerate(sources):
-        paths = src.get("paths") if isinstance(src, dict) else None
-        if not isinstance(paths, list):
-            continue
-        for j, pattern in enumerate(paths):
-            if not isinstance(pattern, str):
-                continue
-            folder = Path(str(base / os.path.expanduser(pattern))).parent
-            if any(ch in str(folder) for ch in "*?["):
+        for j, resolved in enumerate(loaded.source_globs(src)):
+            folder = Path(resolved).parent
+            if folder in missing or any(ch in str(folder) for ch in _WILDCARDS):
                 continue
             if not folder.is_dir():
-                loc = ("sources", i, "paths", j)
-                doc = _doc_for(docs, loc) or docs[0]
-                problems.append(Problem(doc.path, dotted(loc),
-                                        f"log folder {folder} does not exist",
-                                        doc.line_of(loc)))
-    return problems
+                missing.add(folder)
+                found.append(_problem(docs, ("sources", i, "paths", j),
+                                      f"log folder {folder} does not exist (yet): its logs "
+                                      "are read once it appears"))
+        shape = nested_quantifier(src.pattern) if src.pattern else None
+        if shape:
+            found.append(_problem(docs, ("sources", i, "pattern"),
+                                  f"pattern repeats a repetition, {shape}: a line that almost "
+                                  f"matches can take exponential time (each line gets at most "
+                                  f"{MATCH_TIMEOUT:g} s, then counts as unparsed)"))
+    return found
+
+
+def _glob_root(resolved: str) -> Path:
+    """The folder a glob looks in: its longest leading part without wildcards."""
+    root = Path(resolved).parent
+    while any(ch in root.name for ch in _WILDCARDS):
+        root = root.parent
+    return root
 
 
 def _check_rule_files(loaded: LoadedConfig, docs: list[YamlDoc]) -> list[Problem]:
-    """A rules entry naming one file (no wildcard) that is not there would load no rule at all,
-    silently; a glob matching nothing is fine (an empty rules.d)."""
+    """Every rules entry, a file or a glob, must match at least one file: one that matches
+    nothing loads no rule at all, and `check` would pass a config that watches nothing."""
     problems = []
     pairs = zip(loaded.config.rules, loaded.rule_globs(), strict=True)
     for i, (pattern, resolved) in enumerate(pairs):
-        if any(ch in pattern for ch in "*?[") or Path(resolved).is_file():
+        if any(os.path.isfile(f) for f in glob.glob(resolved)):
             continue
-        loc = ("rules", i)
-        doc = _doc_for(docs, loc) or docs[0]
-        problems.append(Problem(doc.path, dotted(loc), f"rules file {resolved} not found",
-                                doc.line_of(loc)))
+        what = "matches no file" if any(ch in pattern for ch in _WILDCARDS) else "not found"
+        problems.append(_problem(docs, ("rules", i),
+                                 f"rules {pattern!r} {what} (looked in {_glob_root(resolved)})"))
     return problems

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import load_config, parse_duration
+from agent.config import check_canonical, load_config, parse_duration
 from agent.yamlfile import FileProblems
 
 VALID = """\
@@ -40,6 +40,7 @@ def write(folder: Path, text: str, name: str = "agent.yaml") -> Path:
 @pytest.fixture
 def conf_dir(tmp_path: Path) -> Path:
     (tmp_path / "logs").mkdir()
+    write(tmp_path / "rules", "rules: []\n", "upload.yaml")
     return tmp_path
 
 
@@ -115,10 +116,39 @@ def test_regex_format_without_pattern_is_an_error(conf_dir):
     assert "pattern" in p.message
 
 
-def test_missing_log_folder_is_an_error_naming_the_folder(conf_dir):
-    p = only_problem(write(conf_dir, VALID.replace("logs/upload", "logz/upload")))
+def test_missing_log_folder_is_a_warning_naming_the_folder_and_the_agent_still_loads(conf_dir):
+    # an error here made systemd's Restart=on-failure a restart loop until the folder appeared
+    loaded = load_config(write(conf_dir, VALID.replace("logs/upload", "logz/upload")))
+    (p,) = loaded.warnings
     assert (p.file, p.key, p.line) == (str(conf_dir / "agent.yaml"), "sources.0.paths.0", 6)
     assert str(conf_dir / "logz") in p.message and "does not exist" in p.message
+
+
+def test_a_valid_config_has_no_warnings(conf_dir):
+    assert load_config(write(conf_dir, VALID)).warnings == []
+
+
+def test_no_sources_is_a_warning(conf_dir):
+    text = VALID[:VALID.index("sources:")] + VALID[VALID.index("rules:"):]
+    (p,) = load_config(write(conf_dir, text)).warnings
+    assert p.key == "sources" and "no sources" in p.message
+
+
+@pytest.mark.parametrize("pattern", [r"(a+)+$", r"(.*)*x", r"^(\w+\s?)*$", r"(?:[a-z]{1,9})+"])
+def test_pattern_with_nested_quantifiers_is_a_warning(conf_dir, pattern):
+    text = VALID.replace("    format: json",
+                         f"    format: regex\n    pattern: '(?P<ts>\\S+) (?P<message>{pattern})'")
+    (p,) = load_config(write(conf_dir, text)).warnings
+    assert (p.key, p.line) == ("sources.0.pattern", 8)
+    assert pattern.lstrip("^").rstrip("$x") in p.message and "exponential" in p.message
+
+
+@pytest.mark.parametrize("pattern", [r"(a+)?b", r"(\d{4})-(\d\d)", r"[(a+)+]", r"\(a+\)+",
+                                     r"(?:ab)+", r"(a{1})+"])
+def test_pattern_without_nested_quantifiers_loads_without_warning(conf_dir, pattern):
+    text = VALID.replace("    format: json",
+                         f"    format: regex\n    pattern: '(?P<ts>\\S+) {pattern}'")
+    assert load_config(write(conf_dir, text)).warnings == []
 
 
 def test_yaml_syntax_error_names_its_line(conf_dir):
@@ -133,12 +163,10 @@ def test_several_problems_are_reported_together(conf_dir):
     text = (VALID.replace("window: 5m", "window: soon")
             .replace("encoding: gbk", "encoding: klingon")
             .replace("language: en", "language: fr")
-            .replace("logs/upload", "nowhere/upload")
             + "colour: blue\n")
     found = problems_of(write(conf_dir, text))
     keys = {p.key for p in found}
-    assert keys == {"window", "sources.0.encoding", "notify.language", "colour",
-                    "sources.0.paths.0"}
+    assert keys == {"window", "sources.0.encoding", "notify.language", "colour"}
     assert all(p.line for p in found)
 
 
@@ -176,12 +204,13 @@ def test_conf_d_layers_override_in_sorted_order_and_lists_replace(conf_dir):
 def test_problem_in_a_layer_names_that_layer(conf_dir):
     path = write(conf_dir, VALID.replace("language: en", "language: fr"))
     write(conf_dir / "conf.d", "notify:\n  urls: []\n", "10.yaml")
-    late = write(conf_dir / "conf.d", "sources:\n  - name: erp\n    paths: [nope/erp.log]\n",
+    late = write(conf_dir / "conf.d",
+                 "sources:\n  - name: erp\n    paths: [logs/erp.log]\n    format: xml\n",
                  "20.yaml")
     found = {p.key: p for p in problems_of(path)}
     # the bad language is in the main file even though a layer also sets `notify`
     assert (found["notify.language"].file, found["notify.language"].line) == (str(path), 14)
-    assert (found["sources.0.paths.0"].file, found["sources.0.paths.0"].line) == (str(late), 3)
+    assert (found["sources.0.format"].file, found["sources.0.format"].line) == (str(late), 4)
 
 
 def test_env_variables_are_expanded_in_notify_urls(conf_dir, monkeypatch):
@@ -206,6 +235,21 @@ def test_unset_env_variable_is_a_clear_error_naming_it(conf_dir, monkeypatch):
     (p,) = info.value.problems
     assert (p.file, p.key, p.line) == (str(path), "notify.urls.1", 13)
     assert "WECOM_KEY_UNSET" in p.message and "not set" in p.message
+
+
+@pytest.mark.parametrize("glob", ["rules.d/*.yaml", "rules/*.yml", "**/nothing-*.yaml"])
+def test_rules_glob_matching_no_file_is_an_error_naming_the_glob_and_folder(conf_dir, glob):
+    # silently fine before: `check` passed a config that loaded no rule at all
+    path = write(conf_dir, VALID.replace('rules: ["rules/*.yaml"]', f'rules: ["{glob}"]'))
+    p = only_problem(path)
+    assert (p.file, p.key, p.line) == (str(path), "rules.0", 11)
+    folder = conf_dir / glob.split("/")[0] if "*" not in glob.split("/")[0] else conf_dir
+    assert glob in p.message and f"looked in {folder}" in p.message
+
+
+def test_a_rules_glob_matching_a_file_among_others_loads(conf_dir):
+    text = VALID.replace('rules: ["rules/*.yaml"]', 'rules: ["rules/*.yaml", "rules/up*"]')
+    assert load_config(write(conf_dir, text)).config.rules == ["rules/*.yaml", "rules/up*"]
 
 
 def test_explicit_rules_file_that_is_missing_is_an_error(conf_dir):
@@ -247,3 +291,36 @@ def test_unsafe_durations_are_refused(conf_dir, key, value, says):
     text = VALID.replace("window: 5m\n", "") + f"{key}: {value}\n"
     p = only_problem(write(conf_dir, text))
     assert p.key == key and says in p.message
+
+
+@pytest.mark.parametrize("setting", [
+    'notify:\n  urls: "mailto://user:pass@host"',  # a string where a list belongs
+    'notify:\n  urls: [{url: "mailto://user:pass@host", tags: oops}]',
+    'notify:\n  repeat_interval: "mailto://user:pass@host"',
+    'notify:\n  language: "mailto://user:pass@host"',
+])
+def test_config_errors_under_notify_never_echo_the_value(conf_dir, setting):
+    text = VALID[:VALID.index("notify:")] + setting + "\n"
+    for p in problems_of(write(conf_dir, text)):
+        assert p.key.startswith("notify")
+        assert "pass" not in str(p) and "user" not in str(p)
+        assert "hidden" in p.message
+
+
+def test_wecom_key_given_where_a_list_belongs_is_not_echoed(conf_dir):
+    text = VALID.replace('urls: ["json://localhost:9/hook"]', 'urls: "wecombot://k-9f8e7d"')
+    p = only_problem(write(conf_dir, text))
+    assert p.key == "notify.urls" and "k-9f8e7d" not in str(p)
+
+
+def test_credentials_in_urls_are_masked_in_any_config_error(conf_dir):
+    text = VALID.replace("timezone: Asia/Shanghai", 'timezone: "mailtos://ops:hunter2@smtp.x.cn"')
+    p = only_problem(write(conf_dir, text))
+    assert p.key == "timezone"
+    assert "hunter2" not in str(p) and "ops" not in str(p)
+    assert "mailtos://****:****@smtp.x.cn" in p.message
+
+
+def test_check_canonical_names_the_unknown_fields():
+    assert check_canonical(["ts", "status", "fphm", "cost"]) == ["cost", "fphm"]
+    assert check_canonical(["ts", "invoice_no"]) == []

@@ -27,7 +27,7 @@ _JSON_TYPES = {
 _DECODER = json.JSONDecoder(parse_float=Decimal, strict=False)
 _DECODE = _DECODER.decode
 # The C scanner behind decode(), minus decode()'s Python-level whitespace handling (~0.3 us).
-_SCAN = _DECODER.scan_once
+_SCAN = _DECODER.scan_once  # type: ignore[attr-defined]  # set by JSONDecoder.__init__
 
 
 class JsonParser(Parser):

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from agent.parse.base import Parser
-from agent.parse.regex_lines import compile_pattern
+from agent.parse.regex_lines import compile_pattern, search
 from agent.parse.spec import ParseSpec
 
 __all__ = ["SyslogParser"]
@@ -85,7 +85,7 @@ class SyslogParser(Parser):
 
     def __init__(self, spec: ParseSpec, clock: Callable[[], datetime] | None = None) -> None:
         super().__init__(spec, clock)
-        self._message_search = compile_pattern(spec.pattern).search if spec.pattern else None
+        self._message_pattern = compile_pattern(spec.pattern) if spec.pattern else None
 
     def _path(self, key: str) -> tuple[str, ...] | None:
         return None
@@ -127,8 +127,10 @@ class SyslogParser(Parser):
                 record["facility"] = _FACILITIES[number >> 3]
                 record["level"] = _SEVERITIES[number & 7]
         message = record.get("message")
-        if self._message_search is not None and message:
-            found = self._message_search(message)
+        if self._message_pattern is not None and message:
+            found = search(self._message_pattern, message)
+            if isinstance(found, str):
+                return found  # out of time: the line is refused like a regex source's
             if found is not None:
                 record.update((k, v) for k, v in found.groupdict().items() if v is not None)
         return record

@@ -8,7 +8,6 @@ parser then keeps the raw value in ``extra`` rather than dropping the whole line
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Callable
 from datetime import date
@@ -21,6 +20,9 @@ __all__ = ["CONVERTERS", "amount", "issue_date", "latency_ms", "level", "plain",
 _PLAIN_AMOUNT = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)", re.ASCII).fullmatch
 # Written around amounts by Chinese business systems; none of it changes the value.
 _AMOUNT_NOISE = str.maketrans("", "", ",，¥￥$元 \u3000")
+# A year: anything longer is a wrong unit or garbage, and values near the float limit would
+# make a window's sum (and so its average) infinite.
+MAX_LATENCY_MS = 365 * 86400 * 1000.0
 _LATENCY = re.compile(r"([-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)\s*([^\d\s]*)").fullmatch
 _LATENCY_UNITS = {
     "": 1.0,
@@ -132,7 +134,10 @@ def latency_ms(value: Any) -> float | None:
     """Milliseconds; strings may carry a unit (``"120ms"``, ``"1.2s"``, ``"3秒"``)."""
     kind = type(value)
     if kind is int or kind is float or kind is Decimal:
-        result = float(value)
+        try:
+            result = float(value)
+        except OverflowError:  # an int beyond the float range (too long to repr, too)
+            raise ValueError("not a duration: a number beyond the float range") from None
     elif kind is str:
         stripped = value.strip()
         if not stripped:
@@ -140,8 +145,9 @@ def latency_ms(value: Any) -> float | None:
         result = _duration(stripped)
     else:
         raise ValueError(f"not a duration: {value!r}")
-    if not math.isfinite(result) or result < 0:
-        raise ValueError(f"not a duration: {value!r}")
+    if not 0 <= result <= MAX_LATENCY_MS:  # also false for nan
+        reason = "more than a year" if result > MAX_LATENCY_MS else "not a duration"
+        raise ValueError(f"{reason}: {value!r}")
     return result
 
 
