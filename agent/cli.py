@@ -89,6 +89,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
           f"late {result.late} windows {result.windows} alerts {result.fired} "
           f"in {result.seconds:.2f}s "
           f"({rate:,.0f} lines/s)", file=sys.stderr)
+    for name, codec in sorted(result.encoding_hints.items()):
+        declared = next(s.encoding for s in loaded.config.sources if s.name == name)
+        print(f"source {name}: most lines do not decode as {declared}; they decode as "
+              f"{codec} (set `encoding: {codec}` for this source)", file=sys.stderr)
     return EXIT_FINDINGS if result.fired else EXIT_OK
 
 

@@ -158,7 +158,8 @@ class Daemon:
         for fs in self.sources:
             got = fs.poll(per_source)
             read = read or bool(got)
-            self.counts.add(fs.name, "lines", len(got))  # TODO(lead): FileSource counts
+            for name, n in fs.take_counts().items():
+                self.counts.add(fs.name, name, n)
             events = list(self.engine.events(got))
             streams.append(events)
             if len(got) >= per_source:
@@ -193,6 +194,9 @@ class Daemon:
         batch.offsets = {fs.name: [wiring.to_offset(fs.name, c) for c in fs.checkpoints()]
                          for fs in self.sources}
         batch.engine_state = wiring.engine_state(self.loaded, self.engine)
+        batch.engine_state["sources"] = {  # what `status` shows beside the counts
+            fs.name: {"encoding_hint": fs.encoding_hint(), "missing_dirs": fs.missing_dirs()}
+            for fs in self.sources}
         if self.dispatcher is not None:
             batch.outbox = self.dispatcher.messages(transitions)
         self.store.commit(batch)

@@ -37,6 +37,7 @@ class ReplayResult:
     transitions: list[Transition] = field(default_factory=list)
     seconds: float = 0.0
     counters: dict[str, dict[str, int]] = field(default_factory=dict)
+    encoding_hints: dict[str, str] = field(default_factory=dict)  # source -> likelier codec
 
     @property
     def fired(self) -> int:
@@ -76,8 +77,8 @@ def configured_files(loaded: LoadedConfig) -> list[tuple[SourceConfig, str]]:
     return out
 
 
-def _events(engine: Engine, counts: Counts, src: SourceConfig, path: str
-            ) -> Iterator[tuple[datetime, int, Event]]:
+def _events(engine: Engine, counts: Counts, src: SourceConfig, path: str,
+            hints: dict[str, str]) -> Iterator[tuple[datetime, int, Event]]:
     reader = FileSource(src.name, [glob.escape(path)], encoding=src.encoding,
                         max_line_bytes=src.max_line_bytes)
     seq = 0
@@ -85,13 +86,17 @@ def _events(engine: Engine, counts: Counts, src: SourceConfig, path: str
         while True:
             # at the end, a last line without its newline is a line too
             lines = reader.poll(50000) or reader.flush()
+            for name, n in reader.take_counts().items():
+                counts.add(src.name, name, n)
             if not lines:
                 break
-            counts.add(src.name, "lines", len(lines))  # TODO(lead): FileSource counts
             for confirmed, ev in engine.events(lines):
                 seq += 1
                 yield confirmed, seq, ev
     finally:
+        hint = reader.encoding_hint()
+        if hint:
+            hints[src.name] = hint
         reader.close()
 
 
@@ -110,7 +115,7 @@ def replay(loaded: LoadedConfig, detectors: list[Detector],
             if on_transition is not None:
                 on_transition(tr)
 
-    streams = [_events(engine, counts, s, p) for s, p in pairs]
+    streams = [_events(engine, counts, s, p, result.encoding_hints) for s, p in pairs]
     # one file is already in its own order; several are merged by confirmed event time
     merged: Iterable[tuple[datetime, int, Event]]
     if len(streams) == 1:

@@ -44,7 +44,11 @@ def collect(config_path: str) -> dict[str, Any]:
                           "file": a.path, "line": a.line_no}
                          for a in store.alerts.states("firing")]
         out["outbox"] = store.outbox.summary()
-        out["daemon"] = _daemon(store.engine_state().get("daemon"))
+        state = store.engine_state()
+        out["daemon"] = _daemon(state.get("daemon"))
+        for name, extra in (state.get("sources") or {}).items():
+            if name in out["sources"] and isinstance(extra, dict):
+                out["sources"][name].update(extra)
     finally:
         store.close()
     return out
@@ -87,6 +91,11 @@ def format_status(data: dict[str, Any]) -> str:
                      f"late {s.get('late', 0)}")
         for f in s.get("files", []):
             lines.append(f"  {f['path']}  offset {f['offset']}  line {f['lines']}")
+        for d in s.get("missing_dirs") or []:
+            lines.append(f"  folder {d} does not exist (yet): watched for")
+        if s.get("encoding_hint"):
+            lines.append(f"  most lines do not decode; they decode as {s['encoding_hint']} "
+                         f"(set `encoding: {s['encoding_hint']}`)")
         for smp in s.get("samples", []):
             lines.append(f"  unparsed {smp['path']}:{smp['line_no']}: {smp['reason']}")
     lines.append(f"firing alerts: {len(data['firing'])}")

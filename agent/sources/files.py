@@ -72,6 +72,7 @@ class FileSource:
             raise ValueError(f"start_at must be 'beginning' or 'end', not {start_at!r}")
         self._stats = dict.fromkeys(("lines", "truncated", "replaced", "rotations",
                                      "truncations", "files", "list_errors"), 0)
+        self._taken: dict[str, int] = {}  # stats as of the last take_counts()
         self._lines = LineReader(name, encoding, max_line_bytes, self._stats)
         relative = [p for p in patterns if not os.path.isabs(p)]
         if relative:
@@ -201,6 +202,14 @@ class FileSource:
           attempt (each poll retries)
         """
         return dict(self._stats)
+
+    def take_counts(self) -> dict[str, int]:
+        """What `stats` gained since the last call (non-zero ones): the loop adds these to
+        the agent's counts, so each thing a source counts reaches `status` once."""
+        out = {k: v - self._taken.get(k, 0) for k, v in self._stats.items()
+               if v != self._taken.get(k, 0)}
+        self._taken = dict(self._stats)
+        return out
 
     def close(self) -> None:
         """Close every open file; the source is not usable afterwards."""
