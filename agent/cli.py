@@ -61,7 +61,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from agent.replay import NoSourceForFile, configured_files, match_files, replay
     from agent.wiring import load_all
 
-    loaded, rules = load_all(args.config, notify=False)
+    loaded, rules = load_all(args.config, notify=False, batch=True)
     language = args.language or loaded.config.notify.language
     try:
         pairs = (match_files(loaded, args.files, args.source) if args.files

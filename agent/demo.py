@@ -58,7 +58,7 @@ def run_demo(workdir: Path | None = None, language: str = "zh", seed: int = 7,
         config_path, sim = prepare(work, seed)
         print(t["title"], file=out)
         print(f"{t['files']}: {config_path.parent / 'logs'}\n", file=out)
-        loaded, rules = load_all(config_path, notify=False)
+        loaded, rules = load_all(config_path, notify=False, batch=True)
         seen: list[Transition] = []
 
         def show(tr: Transition) -> None:

@@ -176,6 +176,19 @@ class Engine:
         if findings:
             self._decide(findings)
 
+    def finish(self, now: datetime) -> None:
+        """The end of a replay: time advances to `now`, then detectors hand over what they
+        deferred."""
+        self.advance(now)
+        findings: list[Finding] = []
+        for d in self.detectors:
+            try:
+                findings.extend(d.finish(now))
+            except ValueError as exc:
+                self._eval_failed(d, exc)
+        if findings:
+            self._decide(findings)
+
     def take(self) -> list[Transition]:
         """The transitions decided since the last call."""
         out, self.transitions = self.transitions, []

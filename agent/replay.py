@@ -130,7 +130,7 @@ def replay(loaded: LoadedConfig, detectors: list[Detector],
             emit()
     if last_ts is not None:
         # the end of the files: let every window that holds data close
-        engine.advance(last_ts + loaded.config.window + loaded.config.lateness)
+        engine.finish(last_ts + loaded.config.window + loaded.config.lateness)
         emit()
     drained = engine.drain()
     for (src, name), n in counts.drain().items():

@@ -23,16 +23,16 @@ from agent.store import FileOffset, Store
 from agent.yamlfile import FileProblems, Problem
 
 
-def load_all(config_path: str | Path, notify: bool = True
+def load_all(config_path: str | Path, notify: bool = True, batch: bool = False
              ) -> tuple[LoadedConfig, list[Detector]]:
     """Config and rules, validated together, and every part built once as `run` builds it;
     FileProblems lists everything wrong. `notify=False` (replay, demo) skips loading the
-    notification targets, which they never use."""
+    notification targets, which they never use; `batch` builds detectors for a replay."""
     loaded = load_config(config_path)
     problems: list[Problem] = []
     try:
         rules = load_rules(loaded.rule_globs(), [s.name for s in loaded.config.sources],
-                           loaded.config.window)
+                           loaded.config.window, batch=batch)
     except FileProblems as exc:
         problems += exc.problems
         rules = []

@@ -23,10 +23,10 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from agent.wiring import load_all
 from agent.demo import prepare
 from agent.replay import match_files, replay
 from agent.simulator import write_upload_lines
+from agent.wiring import load_all
 
 
 def baseline(path: Path) -> int:

@@ -13,8 +13,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
-import pytest
-
 from agent.simulator import simulate
 
 RULES = """

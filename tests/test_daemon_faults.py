@@ -163,3 +163,19 @@ def test_a_refused_notify_url_is_named_by_file_line_and_masked(tmp_path):
     assert f"{config}:6: notify.urls.0: wechat://" in done.stderr and "qywx://" in done.stderr
     assert f"{config}:7: notify.urls.1: mailto://" in done.stderr and "to=" in done.stderr
     assert "secretpw" not in done.stderr
+
+
+def test_a_gbk_log_read_as_utf8_is_named_in_replay_and_status(tmp_path):
+    config = layout(tmp_path)
+    log = tmp_path / "logs" / "upload.log"
+    log.write_bytes("".join(upload_line("失败", "错误1001") for _ in range(40)).encode("gbk"))
+    done = cli("replay", "-c", str(config), str(log))
+    assert "source upload: most lines do not decode as utf-8; they decode as gb18030" \
+        in done.stderr
+    with open(tmp_path / "console.txt", "w", encoding="utf-8") as console:
+        daemon = Daemon(config, out=console)
+        try:
+            daemon.step()
+        finally:
+            daemon.shutdown()
+    assert "they decode as gb18030" in cli("status", "-c", str(config)).stdout

@@ -9,7 +9,8 @@ declares what it wants to be shown (`watch()`), and the engine calls it:
 - `on_event(ev, open_window)` for each event of a watched source, after time has advanced to
   the event (every window that closed before it has been shown first);
 - `on_window(window)` for each closed window of a watched source, in time order;
-- `on_tick(now)` each time event time advances (deadlines that are not window-bound).
+- `on_tick(now)` each time event time advances (deadlines that are not window-bound);
+- `finish(now)` at the end of a replay, for what a batch-mode detector deferred.
 
 Each returns findings (verdicts: does the condition hold now), which the alert lifecycle turns
 into transitions. Detectors are pure: time only comes in as arguments. `state()`/`restore()`
@@ -38,6 +39,9 @@ class BuildContext:
 
     sources: Collection[str]  # configured source names
     window: timedelta  # tumbling window length
+    # replay: files as fast as possible. A detector may then defer work (score windows in
+    # batches) as long as its own findings keep their order; `finish` ends the run
+    batch: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +133,9 @@ class Detector:
         return NO_FINDINGS
 
     def on_tick(self, now: datetime) -> Collection[Finding]:
+        return NO_FINDINGS
+
+    def finish(self, now: datetime) -> Collection[Finding]:
         return NO_FINDINGS
 
     def summary(self, values: Mapping[str, Any]) -> dict[str, str]:

@@ -29,11 +29,11 @@ _Found = tuple[int, Detector | None, "Problem | list[Problem] | None"]
 
 
 def load_rules(globs: Iterable[str], sources: Collection[str],
-               window: timedelta = DEFAULT_WINDOW) -> list[Detector]:
+               window: timedelta = DEFAULT_WINDOW, batch: bool = False) -> list[Detector]:
     """Read, validate and build every rule; raise FileProblems listing all problems."""
     problems: list[Problem] = []
     rules: list[Detector] = []
-    context = BuildContext(tuple(sources), window)
+    context = BuildContext(tuple(sources), window, batch)
     seen: dict[str, str] = {}
     for path in rule_files(globs):
         try:

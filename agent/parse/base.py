@@ -148,7 +148,7 @@ class Parser:
             if step is _OTHER:
                 extra[key] = value if type(value) is str else plain(value)
                 continue
-            canonical, _, _, words, folded, convert = step  # type: ignore[misc]
+            canonical, _, _, words, folded, convert = step
             if words is not None:
                 value = _map_word(value, words, folded)
             try:
