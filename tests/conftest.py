@@ -106,3 +106,53 @@ def agents():
         if a.proc.poll() is None:
             a.proc.kill()
             a.proc.wait()
+
+
+class StatusReceiver:
+    """A webhook answering `status` to every POST, recording each POST it got."""
+
+    def __init__(self, status: int = 200) -> None:
+        self.status = status
+        self.posts: list[tuple[str, dict]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", 0))
+                raw = self.rfile.read(length)
+                try:
+                    body = json.loads(raw)
+                except ValueError:
+                    body = {"raw": raw.decode()}  # form://
+                outer.posts.append((self.path, body))
+                self.send_response(outer.status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+    def url(self, path: str = "/hook", scheme: str = "json") -> str:
+        return f"{scheme}://127.0.0.1:{self.port}{path}?{FAST}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def hooks():
+    made: list[StatusReceiver] = []
+
+    def make(status: int = 200) -> StatusReceiver:
+        made.append(StatusReceiver(status))
+        return made[-1]
+
+    yield make
+    for r in made:
+        r.close()

@@ -1,65 +1,17 @@
 """The outbox dispatcher: delivery tracked per target, a retry only to the target that did not
 take the message, a permanent refusal recorded and not retried. Real webhook receivers on
-127.0.0.1, a real SQLite outbox; only the retry clock is moved by hand."""
+127.0.0.1 (the `hooks` fixture), a real SQLite outbox; only the retry clock is moved by hand."""
 
 from __future__ import annotations
 
-import json
-import threading
 import time
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-import pytest
 
 from agent.notify.outbox import Dispatcher
 from agent.notify.sender import AppriseSender
 from agent.status import format_status
 from agent.store import Batch, Store
 from agent.types import Transition
-
-FAST = "cto=0.5&rto=0.5"
-
-
-class Hook:
-    """A webhook answering every POST with a fixed HTTP status, counting what it got."""
-
-    def __init__(self, status: int):
-        self.status = status
-        self.titles: list[str] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-                outer.titles.append(body.get("title", ""))
-                self.send_response(outer.status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"json://127.0.0.1:{self.server.server_address[1]}/hook?{FAST}"
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def hooks():
-    made: list[Hook] = []
-
-    def make(status: int) -> Hook:
-        made.append(Hook(status))
-        return made[-1]
-
-    yield make
-    for h in made:
-        h.close()
 
 
 class Clock:
@@ -68,6 +20,10 @@ class Clock:
 
     def __call__(self) -> float:
         return self.t
+
+
+def titles(hook) -> list[str]:
+    return [body.get("title", "") for _, body in hook.posts]
 
 
 def firing(rule: str = "upload_outage", state: str = "firing") -> Transition:
@@ -99,15 +55,15 @@ def dispatcher(tmp_path, urls: list[str]) -> tuple[Dispatcher, Store, Clock]:
 def test_a_failing_target_is_retried_alone_and_the_working_one_gets_the_message_once(
         tmp_path, hooks):
     ok, broken = hooks(200), hooks(500)
-    d, store, clock = dispatcher(tmp_path, [ok.url, broken.url])
+    d, store, clock = dispatcher(tmp_path, [ok.url(), broken.url()])
     try:
         store.commit(Batch(outbox=d.messages([firing()])))
         run_rounds(d, clock, 4)
-        assert ok.titles == ["[FIRING critical] upload_outage"]  # once, not at every retry
-        assert len(broken.titles) == 4  # a 500 is worth retrying
+        assert titles(ok) == ["[FIRING critical] upload_outage"]  # once, not at every retry
+        assert len(titles(broken)) == 4  # a 500 is worth retrying
         broken.status = 200
         run_rounds(d, clock, 2)
-        assert len(broken.titles) == 5 and len(ok.titles) == 1
+        assert len(titles(broken)) == 5 and len(titles(ok)) == 1
         assert store.outbox.summary()["pending"] == 0
     finally:
         d.stop()
@@ -116,12 +72,12 @@ def test_a_failing_target_is_retried_alone_and_the_working_one_gets_the_message_
 
 def test_a_permanent_refusal_stops_retrying_that_target_and_shows_in_status(tmp_path, hooks):
     ok, refusing = hooks(200), hooks(400)
-    d, store, clock = dispatcher(tmp_path, [ok.url, refusing.url])
+    d, store, clock = dispatcher(tmp_path, [ok.url(), refusing.url()])
     try:
         store.commit(Batch(outbox=d.messages([firing()])))
         run_rounds(d, clock, 4)
-        assert len(refusing.titles) == 1  # a 400 will not get better by asking again
-        assert len(ok.titles) == 1
+        assert len(titles(refusing)) == 1  # a 400 will not get better by asking again
+        assert len(titles(ok)) == 1
         summary = store.outbox.summary()
         assert summary["pending"] == 0 and summary["failed"] == 1
         text = format_status({"config": "c", "state": "s", "sources": {}, "firing": [],
@@ -134,14 +90,14 @@ def test_a_permanent_refusal_stops_retrying_that_target_and_shows_in_status(tmp_
 
 def test_a_resolved_message_never_overtakes_its_firing_at_a_target(tmp_path, hooks):
     flaky = hooks(500)
-    d, store, clock = dispatcher(tmp_path, [flaky.url])
+    d, store, clock = dispatcher(tmp_path, [flaky.url()])
     try:
         store.commit(Batch(outbox=d.messages([firing(), firing(state="resolved")])))
         run_rounds(d, clock, 2)
-        assert flaky.titles == ["[FIRING critical] upload_outage"] * 2  # resolved waits
+        assert titles(flaky) == ["[FIRING critical] upload_outage"] * 2  # resolved waits
         flaky.status = 200
         run_rounds(d, clock, 3)
-        assert flaky.titles[2:] == ["[FIRING critical] upload_outage",
+        assert titles(flaky)[2:] == ["[FIRING critical] upload_outage",
                                     "[RESOLVED] upload_outage"]
     finally:
         d.stop()
