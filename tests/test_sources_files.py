@@ -529,6 +529,34 @@ def test_copytruncate_copy_seen_while_being_written_is_not_read_again(tmp_path):
     assert texts(drain(src)) == ["after"]
 
 
+@pytest.mark.parametrize("budget", [3, 20000])
+def test_copytruncate_of_lines_written_after_the_last_poll_reads_them_once(tmp_path, budget):
+    # The sequence behind the flaky test below: the original had read nothing since the last
+    # rotation when the next copy was made, so the copy could not be matched before the poll.
+    log, first, second = (tmp_path / n for n in ("upload.log", "upload.log.1", "upload.log.2"))
+    src = FileSource("up", [str(tmp_path / "upload.log*")], rotate_grace=0)
+    append(log, "a0\na1\n")
+    assert texts(src.poll()) == ["a0", "a1"]
+    shutil.copy(log, first)
+    assert src.poll() == []
+    os.truncate(log, 0)
+    assert src.poll() == []  # the original is back at byte 0, nothing read
+    append(log, "".join(f"b{i}\n" for i in range(10)))
+    os.replace(first, second)  # logrotate: .1 -> .2, copy, (poll), truncate
+    shutil.copy(log, first)
+    # Small budget: the copy is not reached before the truncation; large: the original and
+    # the copy were both read in this poll.
+    lines = src.poll(max_lines=budget)
+    os.truncate(log, 0)
+    append(log, "c0\n")
+    lines += drain(src)
+    cut = min(budget, 10)
+    assert [(ln.text, ln.path) for ln in lines] == \
+        [(f"b{i}", str(log)) for i in range(cut)] + \
+        [(f"b{i}", str(first)) for i in range(cut, 10)] + [("c0", str(log))]
+    assert src.poll() == [] and src.stats["lines"] == 13
+
+
 def test_repeated_copytruncate_with_a_writer_counts_every_line_once(tmp_path):
     log = tmp_path / "upload.log"
     src = FileSource("up", [str(tmp_path / "upload.log*")], rotate_grace=0)

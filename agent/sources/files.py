@@ -135,17 +135,24 @@ class FileSource:
             self._restore_rotated(found)
         self._follow_copies()
         out: list[RawLine] = []
+        # Files that had read nothing and read lines in this poll, by head (b"" if shorter).
+        fresh: dict[bytes, list[Tail]] = {}
         order = sorted(self._tails.values(), key=lambda t: not t.detached)
         for t in order:
             if len(out) >= max_lines:
                 break
             if t.fd < 0 or t.copy_of is not None:
                 continue
+            unread = not (t.offset or t.read_pos)
+            if unread and fresh and t.read_pos < t.size and self._copy_of_fresh(t, fresh):
+                continue
             try:
                 self._lines.read(t, max_lines - len(out), out)
             except OSError as e:
                 log.warning("%s: reading %s failed: %s", self.name, t.shown, e)
                 continue
+            if unread and t.offset:
+                fresh.setdefault(t.head if len(t.head) == PROBE else b"", []).append(t)
             if t.detached and t.read_pos >= t.size and len(out) < max_lines \
                     and time.monotonic() - t.grew_at >= self._grace:
                 self._finish(t, out)
@@ -239,7 +246,8 @@ class FileSource:
             return
         cp = self._restore.pop(fid, None)
         back = self._gone.pop(fid, None)
-        if back is not None and same_content(t.fd, t.size, back):
+        # At offset 0 nothing was read: a reused inode is a new file (maybe an orphan's copy).
+        if back is not None and back.offset and same_content(t.fd, t.size, back):
             t.seek(back.offset, back.line_no)
             log.info("%s: %s is back; going on at byte %d", self.name, t.shown, back.offset)
         elif cp is not None and same_content(t.fd, t.size, cp):
@@ -335,10 +343,27 @@ class FileSource:
     def _resume_copy(self, cp: FileCheckpoint, path: str, found: dict[str, Entry]) -> bool:
         """Truncated content (`cp`, of the file now at `path`): find its copy in the same folder
         and track it from cp's offset, so the lines written between our last read and the
-        truncation are not lost.  Whether a copy was found."""
-        skip = {cp.file_id, *self._tails, *self._restore}
+        truncation are not lost.  A tracked file that read nothing yet may be the copy (seen
+        after the copy was made, while the original had read nothing, and not reached for want
+        of budget).  Whether a copy was found."""
+        skip = {cp.file_id, *self._restore,
+                *(fid for fid, c in self._tails.items()
+                  if c.offset or c.read_pos or c.copy_of is not None or c.fd < 0)}
         directory, name = os.path.split(path)
         for fid, copy in copy_candidates(directory, name, cp.offset, skip):
+            c = self._tails.get(fid)
+            if c is not None:
+                try:
+                    c.size = os.fstat(c.fd).st_size
+                    if not same_content(c.fd, c.size, cp):
+                        continue
+                    c.seek(cp.offset, cp.line_no)
+                except OSError as e:
+                    log.warning("%s: cannot check %s: %s", self.name, c.shown, e)
+                    continue
+                log.info("%s: %s is a copy of truncated %s; reading it on from byte %d",
+                         self.name, c.shown, cp.path, cp.offset)
+                return True
             c = self._new_tail(fid, copy)
             if c is None:
                 continue
@@ -370,6 +395,26 @@ class FileSource:
                                  self.name, c.shown, t.shown)
             except OSError as e:  # decided at the next poll
                 log.warning("%s: cannot check %s: %s", self.name, c.shown, e)
+
+    def _copy_of_fresh(self, c: Tail, fresh: dict[bytes, list[Tail]]) -> bool:
+        """Whether unread `c` holds (a prefix of) what a file of `fresh` (by head) read in
+        this poll: those had read nothing when copies were looked for (_follow_copies), so a
+        copy made before this poll of the lines they just read was not recognised.  `c` then
+        follows it, unread; on an error it is not read in this poll either."""
+        try:
+            head = os.pread(c.fd, PROBE, 0)
+            if len(head) == PROBE:  # only files with the same head (or a shorter one) can match
+                tails = [*fresh.get(head, ()), *fresh.get(b"", ())]
+            else:
+                tails = [t for ts in fresh.values() for t in ts]
+            t = original_of(c, tails, head) if tails else None
+        except OSError as e:  # decided at the next poll
+            log.warning("%s: cannot check %s: %s", self.name, c.shown, e)
+            return True
+        if t is not None:
+            log.info("%s: %s is a copy of %s; following it, not reading it",
+                     self.name, c.shown, t.shown)
+        return t is not None
 
     def _follow(self, c: Tail) -> None:
         if c.detached:

@@ -133,10 +133,12 @@ def copy_extent(fd: int, size: int, head: bytes, t: Tail) -> int:
     return k if os.pread(fd, n, k - n) == os.pread(t.fd, n, k - n) else -1
 
 
-def original_of(c: Tail, tails: Iterable[Tail]) -> Tail | None:
+def original_of(c: Tail, tails: Iterable[Tail], head: bytes | None = None) -> Tail | None:
     """The first of `tails` whose read content new file `c` holds all or a prefix of (see
-    copy_extent); `c` then follows it (copy_of), at its offset if it holds all of it."""
-    head = os.pread(c.fd, PROBE, 0)
+    copy_extent); `c` then follows it (copy_of), at its offset if it holds all of it.  `head`:
+    c's first PROBE bytes, if already read."""
+    if head is None:
+        head = os.pread(c.fd, PROBE, 0)
     for t in tails:
         extent = copy_extent(c.fd, c.size, head, t)
         if extent >= 0:
