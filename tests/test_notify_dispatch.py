@@ -10,8 +10,9 @@ from datetime import datetime, timedelta, timezone
 from agent.notify.outbox import Dispatcher
 from agent.notify.sender import AppriseSender
 from agent.status import format_status
-from agent.store import Batch, Store
+from agent.store import Batch, OutboxMessage, Store
 from agent.types import Transition
+from tests.conftest import FAST, free_port
 
 
 class Clock:
@@ -40,7 +41,7 @@ def run_rounds(d: Dispatcher, clock: Clock, rounds: int) -> None:
         deadline = time.monotonic() + 5
         while d.worker.in_flight() and time.monotonic() < deadline:
             d.pump()
-            time.sleep(0.02)
+            time.sleep(0.002)
         clock.t += 3600  # past any backoff
 
 
@@ -99,6 +100,48 @@ def test_a_resolved_message_never_overtakes_its_firing_at_a_target(tmp_path, hoo
         run_rounds(d, clock, 3)
         assert titles(flaky)[2:] == ["[FIRING critical] upload_outage",
                                     "[RESOLVED] upload_outage"]
+    finally:
+        d.stop()
+        store.close()
+
+
+def test_a_dead_target_with_a_long_queue_does_not_hold_back_the_others(tmp_path, hooks):
+    ok = hooks(200)
+    dead = f"json://127.0.0.1:{free_port()}/hook?{FAST}"  # nobody listens: retried forever
+    d, store, clock = dispatcher(tmp_path, [dead, ok.url()])
+    try:
+        many = [firing(f"r{i}") for i in range(150)]  # more than a page (100) per target
+        store.commit(Batch(outbox=d.messages(many)))
+        for _ in range(3):  # deliver the page's due rows; the dead target's stay pending
+            run_rounds(d, clock, 1)
+        store.commit(Batch(outbox=d.messages([firing("late_critical")])))
+        deadline = time.monotonic() + 60
+        while "[FIRING critical] late_critical" not in titles(ok) and \
+                time.monotonic() < deadline:
+            run_rounds(d, clock, 1)
+        assert "[FIRING critical] late_critical" in titles(ok)
+        assert len(titles(ok)) == 151
+    finally:
+        d.stop()
+        store.close()
+
+
+def test_rows_from_before_per_target_delivery_keep_their_order(tmp_path, hooks):
+    target = hooks(200)
+    store = Store(tmp_path / "agent.db")
+    # rows as the previous version wrote them: one per message, for every target
+    store.commit(Batch(outbox=[OutboxMessage("fp-r", "critical", "[FIRING critical] r", "b"),
+                               OutboxMessage("fp-r", "critical", "[RESOLVED] r", "b")]))
+    clock = Clock()
+    d = Dispatcher(store.outbox, AppriseSender([target.url()], None, {}, timeout=3), "en",
+                   clock=clock)
+    d.start()
+    try:
+        # a batch committed after the start writes a per-target row behind them
+        store.commit(Batch(outbox=d.messages([firing("r")])))
+        run_rounds(d, clock, 4)
+        assert titles(target) == ["[FIRING critical] r", "[RESOLVED] r",
+                                  "[FIRING critical] r"]
     finally:
         d.stop()
         store.close()

@@ -185,8 +185,16 @@ class Dispatcher:
         self.language = language
         self.clock = clock
         self.worker = OutboxWorker(self._send, on_result=wake)
+        self._flying: dict[int, str] = {}  # row id -> target, submitted and not recorded
 
     def start(self) -> None:
+        """Start sending. Rows written before delivery was per target are first made one per
+        target, in their order, before any newer row can be written behind them."""
+        for row in self.outbox.untargeted():
+            msg = row.message
+            self.outbox.replace(row.id, [
+                OutboxMessage(msg.fingerprint, msg.severity, msg.title, msg.body, key)
+                for key in self.sender.target_keys(msg.severity)], utc_now())
         self.worker.start()
 
     def messages(self, transitions: Iterable[Transition]) -> list[OutboxMessage]:
@@ -202,27 +210,22 @@ class Dispatcher:
         """Record finished deliveries; hand due rows to the worker."""
         now = self.clock()
         self._record(now)
-        busy = self.worker.in_flight()
-        waiting: set[tuple[str, str]] = set()
+        # the head row of each (alert, target), so a "resolved" never overtakes its "firing" at
+        # a target; one message in flight per target, so a target that is down (each attempt
+        # waiting out its timeout) costs the worker one attempt at a time, between the others'
+        flying = set(self._flying.values())
         for row in self.outbox.pending():
             msg = row.message
-            if not msg.target:  # written before delivery was per target
-                self.outbox.replace(row.id, [
-                    OutboxMessage(msg.fingerprint, msg.severity, msg.title, msg.body, key)
-                    for key in self.sender.target_keys(msg.severity)], utc_now())
+            if not msg.target or msg.target in flying or row.next_attempt > now:
                 continue
-            # one alert's messages reach each target in order: a "resolved" never overtakes
-            # its "firing"; other targets are not held up by this one
-            key = (msg.fingerprint, msg.target)
-            if key in waiting:
-                continue
-            waiting.add(key)
-            if row.id not in busy and row.next_attempt <= now:
-                self.worker.submit(OutboxItem(row.id, msg.severity, msg.title, msg.body,
-                                              row.attempts, msg.target))
+            flying.add(msg.target)
+            self._flying[row.id] = msg.target
+            self.worker.submit(OutboxItem(row.id, msg.severity, msg.title, msg.body,
+                                          row.attempts, msg.target))
 
     def _record(self, now: float) -> None:
         for res in self.worker.results():
+            self._flying.pop(res.id, None)
             self._result(res, now)
 
     def _result(self, res: OutboxResult, now: float) -> None:

@@ -26,10 +26,22 @@ class Outbox:
         if rows:
             table(self.db, "outbox").insert_all(rows)
 
-    def pending(self, limit: int = 500) -> list[OutboxRow]:
-        """Undelivered notifications, oldest first."""
+    def pending(self, per_target: int = 100) -> list[OutboxRow]:
+        """The oldest undelivered notification of each (alert, target), oldest first, at most
+        `per_target` for each target: what may be sent next. One alert's messages reach a
+        target in order, and a target with a long queue (one that is down) never keeps the
+        other targets' rows off the page."""
+        cur = self.db.execute(
+            "SELECT * FROM (SELECT o.*, row_number() OVER (PARTITION BY target ORDER BY id) "
+            "AS k FROM outbox o WHERE o.id IN (SELECT min(id) FROM outbox WHERE status = "
+            "'pending' GROUP BY fingerprint, target)) WHERE k <= ? ORDER BY id", [per_target])
+        names = [c[0] for c in cur.description]
+        return [_row(dict(zip(names, r, strict=True))) for r in cur]
+
+    def untargeted(self) -> list[OutboxRow]:
+        """Rows written before delivery was per target (target ''), oldest first."""
         return [_row(r) for r in table(self.db, "outbox").rows_where(
-            "status = 'pending'", order_by="id", limit=limit)]
+            "status = 'pending' AND target = ''", order_by="id")]
 
     def replace(self, row_id: int, messages: Iterable[OutboxMessage], now: str) -> None:
         """Swap one row for others in its place (a row for every target becomes one per
@@ -69,6 +81,8 @@ class Outbox:
                               "last_error != '' ORDER BY id DESC LIMIT 1").fetchone()
         if row:
             out["last_error"] = row[0]
+        if "target" not in table(self.db, "outbox").columns_dict:
+            return out  # `status` beside a daemon of the previous version: not migrated yet
         out["refused"] = [
             {"target": t, "title": title, "error": err, "created": created}
             for t, title, err, created in self.db.execute(
