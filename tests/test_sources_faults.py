@@ -265,3 +265,93 @@ def test_more_files_than_the_budget_are_parked_and_read_once_also_after_a_restar
     again.restore(stored)
     got += drain(again)
     assert sorted(got) == sorted(written)
+
+
+# -- backlog() under the descriptor budget ----------------------------------------------------
+
+
+def _daily_files(folder: Path, n: int = 40, lines: int = 10) -> list[str]:
+    written = []
+    for d in range(n):
+        text = [f"day {d} line {i}" for i in range(lines)]
+        append(folder / f"upload-{d:03}.log", "".join(t + "\n" for t in text))
+        written += text
+    return written
+
+
+def _catch_up(src: FileSource, per_source: int = 20000) -> list[str]:
+    """The daemon's catching up: poll again at once while a batch is full or backlog() says
+    more is known to wait; bounded."""
+    got: list[str] = []
+    for _ in range(200):
+        batch = src.poll(per_source)
+        got += [ln.text for ln in batch]
+        if not (len(batch) >= per_source or src.backlog()):
+            return got
+    raise AssertionError("still a backlog after 200 polls")
+
+
+def test_files_waiting_for_a_descriptor_are_a_backlog(tmp_path):
+    # 40 daily files over a budget of 8: a poll reads fewer lines than the batch allows, and
+    # yet the older lines of most files are still to come
+    written = _daily_files(tmp_path)
+    src = FileSource("up", [str(tmp_path / "*.log")], max_open=8)
+    first = src.poll()
+    assert 0 < len(first) < len(written) and src.backlog()
+    got = [ln.text for ln in first] + _catch_up(src)
+    assert sorted(got) == sorted(written)  # all of it before the backlog ends, each once
+    assert not src.backlog() and src.poll() == []
+
+
+def test_parked_files_that_changed_are_a_backlog(tmp_path):
+    written = _daily_files(tmp_path)
+    src = FileSource("up", [str(tmp_path / "*.log")], max_open=8)
+    got = _catch_up(src)
+    more = [f"day {d} later" for d in range(40)]
+    for d, text in enumerate(more):  # most of them are parked now
+        append(tmp_path / f"upload-{d:03}.log", text + "\n")
+    got += _catch_up(src)
+    assert sorted(got) == sorted(written + more)
+    assert src.stats["files"] == 40
+
+
+def test_restored_checkpoints_waiting_for_a_descriptor_are_a_backlog_and_kept(tmp_path):
+    # a restart with 40 files holding unread lines, 8 open at a time: the checkpoints not taken
+    # up yet stay in checkpoints(), else a second kill -9 would read those files again
+    written = _daily_files(tmp_path, lines=5)
+    src = FileSource("up", [str(tmp_path / "*.log")], max_open=8)
+    got = _catch_up(src)
+    stored = src.checkpoints()
+    src.close()
+    more = [f"day {d} line {i}" for d in range(40) for i in range(5, 10)]
+    for text in more:
+        append(tmp_path / f"upload-{int(text.split()[1]):03}.log", text + "\n")
+    again = FileSource("up", [str(tmp_path / "*.log")], first_run=False, max_open=8)
+    again.restore(stored)
+    batch = again.poll()  # committed with its checkpoints, then killed
+    got += [ln.text for ln in batch]
+    assert len(batch) < len(more) and again.backlog()
+    kept = again.checkpoints()
+    assert {cp.file_id for cp in kept} == {cp.file_id for cp in stored}
+    again.close()
+    third = FileSource("up", [str(tmp_path / "*.log")], first_run=False, max_open=8)
+    third.restore(kept)
+    got += _catch_up(third)
+    assert sorted(got) == sorted(written + more)
+
+
+def test_a_file_that_cannot_be_opened_is_no_backlog(tmp_path, monkeypatch):
+    append(tmp_path / "a.log", "a\n")
+    append(tmp_path / "b.log", "b\n")
+    real_open = os.open
+
+    def refuse_b(path, *args, **kwargs):
+        if os.fspath(path).endswith("b.log"):
+            raise PermissionError(13, "Permission denied")
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", refuse_b)
+    src = FileSource("up", [str(tmp_path / "*.log")], max_open=8)
+    assert [ln.text for ln in src.poll()] == ["a"] and not src.backlog()
+    monkeypatch.undo()
+    assert [ln.text for ln in src.poll()] == ["b"] and not src.backlog()

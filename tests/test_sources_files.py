@@ -14,6 +14,7 @@ import pytest
 
 from agent.sources import lines
 from agent.sources.files import FileCheckpoint, FileSource
+from agent.sources.position import digest
 
 
 def append(path, data: bytes | str) -> None:
@@ -659,3 +660,85 @@ def test_stats_has_every_counter(tmp_path):
     src = FileSource("up", [str(tmp_path / "*.log")])
     assert set(src.stats) == {"lines", "truncated", "replaced", "rotations", "truncations",
                               "files", "list_errors"}
+
+
+def test_copy_given_the_inode_of_a_checkpointed_file_while_down_is_read_once(tmp_path):
+    # copytruncate while the agent was down, the copy getting the inode of a file the same
+    # rotation deleted (file systems reuse a freed inode at once), whose checkpoint is stored:
+    # that stale checkpoint must not hide that the file is the copy of the truncated content
+    log, copy = tmp_path / "upload.log", tmp_path / "upload.log.1"
+    append(log, "".join(f"read line {i}\n" for i in range(10)))
+    src = FileSource("up", [str(tmp_path / "upload.log*")])
+    assert len(src.poll()) == 10
+    stored = src.checkpoints()
+    src.close()
+    append(log, "unread line\n")
+    shutil.copy(log, copy)
+    os.truncate(log, 0)
+    append(log, "new\n")
+    st = os.stat(copy)
+    stale = FileCheckpoint(f"{st.st_dev}:{st.st_ino}", str(tmp_path / "upload.log.4"), 30, 2,
+                           digest(b"other content"), digest(b"other head"))
+    now = time.time_ns()  # the original is listed first: its copy still waits for restoring
+    os.utime(log, ns=(now - 10**9, now - 10**9))
+    os.utime(copy, ns=(now, now))
+    again = FileSource("up", [str(tmp_path / "upload.log*")], first_run=False)
+    again.restore([*stored, stale])
+    assert sorted(texts(drain(again))) == ["new", "unread line"]
+
+
+# -- backlog(): unread data the last poll knows of ---------------------------------------------
+
+
+def test_backlog_while_the_line_budget_leaves_lines_unread(tmp_path):
+    log = tmp_path / "upload.log"
+    append(log, "".join(f"{i}\n" for i in range(10)))
+    src = FileSource("up", [str(log)])
+    assert not src.backlog()  # nothing polled yet
+    assert len(src.poll(4)) == 4 and src.backlog()
+    assert len(src.poll(4)) == 4 and src.backlog()
+    assert len(src.poll(2)) == 2 and not src.backlog()  # a full batch, but nothing left
+    append(log, "10\n11")  # a line without its newline yet: nothing to read on at once
+    assert texts(src.poll()) == ["10"] and not src.backlog()
+    append(log, "\n")
+    assert src.poll() and not src.backlog()
+
+
+def test_backlog_covers_every_file_not_just_the_one_read_last(tmp_path):
+    for name in ("a", "b", "c"):
+        append(tmp_path / f"{name}.log", "".join(f"{name}{i}\n" for i in range(5)))
+    src = FileSource("up", [str(tmp_path / "*.log")])
+    got = src.poll(7)  # the budget ends inside the second file; the third is not touched
+    assert len(got) == 7 and src.backlog()
+    got += src.poll(7)
+    assert len(got) == 14 and src.backlog()
+    got += src.poll(7)
+    assert len(got) == 15 and not src.backlog()
+
+
+def test_no_backlog_for_a_drained_rotated_file_in_its_grace_or_a_followed_copy(tmp_path):
+    log = tmp_path / "upload.log"
+    append(log, "1\n2\n")
+    src = FileSource("up", [str(tmp_path / "upload.log*")], rotate_grace=60)
+    assert len(src.poll()) == 2
+    shutil.copy(log, tmp_path / "upload.log.2")  # a copy of what was read: followed, not read
+    append(log, "3\n")
+    os.rename(log, tmp_path / "upload.log.1")  # drained, then kept open for the grace
+    append(log, "4\n")
+    assert texts(src.poll()) == ["3", "4"]
+    assert not src.backlog()
+    assert src.poll() == [] and not src.backlog()
+
+
+def test_a_file_that_cannot_be_read_is_no_backlog(tmp_path, monkeypatch):
+    # retried at the regular poll interval, not in a busy loop
+    append(tmp_path / "upload.log", "1\n2\n")
+    src = FileSource("up", [str(tmp_path / "*.log")])
+
+    def failing(*_):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(src._lines, "read", failing)
+    assert src.poll() == [] and not src.backlog()
+    monkeypatch.undo()
+    assert texts(src.poll()) == ["1", "2"] and not src.backlog()

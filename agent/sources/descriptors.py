@@ -37,9 +37,15 @@ class Descriptors:
         self.name = name
         self.budget = budget or default_budget()
         self.held = 0  # descriptors of tracked files open
+        self.refused = 0  # opens put off for want of budget in this poll
+        self._reopened: set[str] = set()  # identities reopened in this poll: not parked again
         self._tails = tails
         self._stats = stats
         self._errors: set[str] = set()  # paths ("" for want of descriptors) logged
+
+    def begin_poll(self) -> None:
+        self.refused = 0
+        self._reopened.clear()
 
     def open(self, path: str, fid: str) -> tuple[int, int] | None:
         """(descriptor, size) of `path` if it still is identity `fid`, else None: also when
@@ -48,6 +54,7 @@ class Descriptors:
         want of descriptors) opens again."""
         self.make_room()
         if self.held >= self.budget:
+            self.refused += 1
             return None
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -84,6 +91,7 @@ class Descriptors:
         opened = self.open(t.path, t.file_id)
         if opened is not None:
             t.fd, t.grew_at = opened[0], time.monotonic()  # it changed: not the next to park
+            self._reopened.add(t.file_id)  # nor parked before it is read (its size is old)
         return opened is not None
 
     def make_room(self) -> None:
@@ -93,7 +101,8 @@ class Descriptors:
         if self.held < self.budget:
             return
         idle = sorted((t for t in self._tails.values() if t.fd >= 0 and not t.detached
-                       and t.copy_of is None and t.read_pos >= t.size), key=lambda t: t.grew_at)
+                       and t.copy_of is None and t.read_pos >= t.size
+                       and t.file_id not in self._reopened), key=lambda t: t.grew_at)
         for t in idle[:self.held - self.budget * 3 // 4]:
             try:
                 mtime = os.fstat(t.fd).st_mtime_ns

@@ -21,7 +21,8 @@ Rotation handled (no line lost, none repeated):
 * a folder renamed away and back: files let go are remembered by identity and go on.
 
 A folder that cannot be listed (no file descriptors, permission, I/O) leaves its files as they
-were: unknown, not gone.  See discover.py (listing) and descriptors.py (open file budget).
+were: unknown, not gone.  See discover.py (listing), descriptors.py (open file budget) and
+copies.py (copytruncate copies).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import time
 from collections import deque
 from collections.abc import Iterable
 
+from agent.sources.copies import Copies
 from agent.sources.descriptors import NO_FDS, Descriptors
 from agent.sources.discover import Entry, Finder, unknown
 from agent.sources.lines import LineReader
@@ -39,12 +41,9 @@ from agent.sources.position import (
     PROBE,
     FileCheckpoint,
     Tail,
-    copy_candidates,
-    copy_extent,
     display,
     last_line_end,
     locate,
-    original_of,
     same_content,
 )
 from agent.types import RawLine
@@ -54,7 +53,7 @@ log = logging.getLogger(__name__)
 _GONE = 4096  # files let go that are remembered, in case they come back
 
 
-class FileSource:
+class FileSource(Copies):
     """Tails every regular file matched by `patterns` (absolute globs), yielding RawLines.
 
     `start_at` ("beginning" or "end") applies only to files present on the first poll of a first
@@ -92,6 +91,7 @@ class FileSource:
         self._gone: dict[str, FileCheckpoint] = {}
         self._polled = False
         self._fds = Descriptors(name, self._tails, max_open, self._stats)
+        self._failed: set[str] = set()  # identities that could not be read in the last poll
 
     # -- public -------------------------------------------------------------------------------
 
@@ -103,6 +103,8 @@ class FileSource:
         """New complete lines in file order, at most `max_lines`; the next poll continues."""
         first = not self._polled
         self._polled = True
+        self._fds.begin_poll()
+        self._failed.clear()
         found, failed = self._finder.scan()
         if failed:
             self._stats["list_errors"] += len(failed)
@@ -145,11 +147,14 @@ class FileSource:
                 continue
             unread = not (t.offset or t.read_pos)
             if unread and fresh and t.read_pos < t.size and self._copy_of_fresh(t, fresh):
+                if t.copy_of is None:
+                    self._failed.add(t.file_id)  # could not tell: not read
                 continue
             try:
                 self._lines.read(t, max_lines - len(out), out)
             except OSError as e:
                 log.warning("%s: reading %s failed: %s", self.name, t.shown, e)
+                self._failed.add(t.file_id)
                 continue
             if unread and t.offset:
                 fresh.setdefault(t.head if len(t.head) == PROBE else b"", []).append(t)
@@ -158,6 +163,21 @@ class FileSource:
                 self._finish(t, out)
         self._lines.warn_encoding()
         return out
+
+    def backlog(self) -> bool:
+        """Whether the last poll left unread data it knows of, so the next poll should follow at
+        once (and time not jump to the clock): an open file read short of its known size (the
+        poll's line budget ran out), or files put off for want of a descriptor (found, restored
+        or parked and changed) while an open file can be parked at the next poll to make room.
+        Not files whose reading or opening failed: the regular poll interval retries those.
+        Costs no I/O."""
+        waiting = self._fds.refused > 0
+        for t in self._tails.values():
+            if t.fd < 0 or t.copy_of is not None or t.file_id in self._failed:
+                continue
+            if t.read_pos < t.size or (waiting and not t.detached):
+                return True
+        return False
 
     def flush(self) -> list[RawLine]:
         """The held last line of every tracked file that does not end with a newline, as
@@ -176,8 +196,11 @@ class FileSource:
 
     def checkpoints(self) -> list[FileCheckpoint]:
         """Positions after everything poll() has returned, including rotated files still open
-        (not of copies being followed: they are matched again after a restart)."""
-        return [t.checkpoint() for t in self._tails.values() if t.copy_of is None]
+        (not of copies being followed: they are matched again after a restart), and restored
+        ones not taken up yet (their files wait for a descriptor): the daemon's store keeps
+        only these, and a second restart must not read those files again."""
+        return [t.checkpoint() for t in self._tails.values() if t.copy_of is None] + \
+            [cp for fid, cp in self._restore.items() if fid not in self._tails]
 
     def watch_dirs(self) -> set[str]:
         """Existing directories whose changes may concern this source (for the Waker)."""
@@ -223,10 +246,6 @@ class FileSource:
         self._fds.close_all()
         self._tails.clear()
 
-    def _new_tail(self, fid: str, path: str) -> Tail | None:
-        opened = self._fds.open(path, fid)
-        return None if opened is None else Tail(fid, path, opened[0], opened[1], time.monotonic())
-
     # -- following files ----------------------------------------------------------------------
 
     def _detach(self, t: Tail) -> None:
@@ -252,15 +271,15 @@ class FileSource:
             log.info("%s: %s is back; going on at byte %d", self.name, t.shown, back.offset)
         elif cp is not None and same_content(t.fd, t.size, cp):
             t.seek(cp.offset, cp.line_no)
-        elif cp is not None:
-            self._stats["truncations"] += 1
-            log.info("%s: %s changed while we were down; reading it from the start",
-                     self.name, t.shown)
-            if cp.offset and not self._resume_copy(cp, path, found):
-                self._orphans.append(cp)
-        elif first and self._start_at_end:
+        elif cp is None and first and self._start_at_end:
             t.seek(last_line_end(t.fd, t.size, self._max), 0)
         else:
+            if cp is not None:  # truncated while we were down, or a reused inode
+                self._stats["truncations"] += 1
+                log.info("%s: %s changed while we were down; reading it from the start",
+                         self.name, t.shown)
+                if cp.offset and not self._resume_copy(cp, path, found):
+                    self._orphans.append(cp)
             for o in self._orphans:
                 if same_content(t.fd, t.size, o):
                     # A copy of truncated content: continue where the original was.
@@ -270,10 +289,6 @@ class FileSource:
                              self.name, t.shown, o.path, o.offset)
                     break
         self._track(t)
-
-    def _track(self, t: Tail) -> None:
-        self._tails[t.file_id] = t
-        self._stats["files"] += 1
 
     def _drop(self, t: Tail) -> None:
         """Let go of `t`, remembering where it stood in case it comes back."""
@@ -339,108 +354,6 @@ class FileSource:
                 self._tails[t.file_id] = t
             else:
                 self._orphans.append(cp)
-
-    def _resume_copy(self, cp: FileCheckpoint, path: str, found: dict[str, Entry]) -> bool:
-        """Truncated content (`cp`, of the file now at `path`): find its copy in the same folder
-        and track it from cp's offset, so the lines written between our last read and the
-        truncation are not lost.  A tracked file that read nothing yet may be the copy (seen
-        after the copy was made, while the original had read nothing, and not reached for want
-        of budget).  Whether a copy was found."""
-        skip = {cp.file_id, *self._restore,
-                *(fid for fid, c in self._tails.items()
-                  if c.offset or c.read_pos or c.copy_of is not None or c.fd < 0)}
-        directory, name = os.path.split(path)
-        for fid, copy in copy_candidates(directory, name, cp.offset, skip):
-            c = self._tails.get(fid)
-            if c is not None:
-                try:
-                    c.size = os.fstat(c.fd).st_size
-                    if not same_content(c.fd, c.size, cp):
-                        continue
-                    c.seek(cp.offset, cp.line_no)
-                except OSError as e:
-                    log.warning("%s: cannot check %s: %s", self.name, c.shown, e)
-                    continue
-                log.info("%s: %s is a copy of truncated %s; reading it on from byte %d",
-                         self.name, c.shown, cp.path, cp.offset)
-                return True
-            c = self._new_tail(fid, copy)
-            if c is None:
-                continue
-            if not same_content(c.fd, c.size, cp):  # head checked first: nothing else is read
-                self._fds.close(c.fd)
-                continue
-            c.seek(cp.offset, cp.line_no)
-            c.detached = found.pop(fid, None) is None  # kept as a tracked file if matched
-            self._track(c)
-            log.info("%s: %s is a copy of truncated %s; reading it on from byte %d",
-                     self.name, c.shown, cp.path, cp.offset)
-            return True
-        return False
-
-    def _follow_copies(self) -> None:
-        """Tell copies of what was read from new files, and follow the copies: a new file that
-        holds what a tracked file has read (or, being copied, a prefix of it) is not read while
-        the original holds the same lines (copytruncate seen between copy and truncate)."""
-        read: list[Tail] | None = None
-        for c in list(self._tails.values()):
-            try:
-                if c.copy_of is not None:
-                    self._follow(c)
-                elif not (c.offset or c.read_pos) and c.size and c.fd >= 0:  # nothing read yet
-                    if read is None:
-                        read = [t for t in self._tails.values() if t.offset and not t.copy_of]
-                    if t := original_of(c, read):
-                        log.info("%s: %s is a copy of %s; following it, not reading it",
-                                 self.name, c.shown, t.shown)
-            except OSError as e:  # decided at the next poll
-                log.warning("%s: cannot check %s: %s", self.name, c.shown, e)
-
-    def _copy_of_fresh(self, c: Tail, fresh: dict[bytes, list[Tail]]) -> bool:
-        """Whether unread `c` holds (a prefix of) what a file of `fresh` (by head) read in
-        this poll: those had read nothing when copies were looked for (_follow_copies), so a
-        copy made before this poll of the lines they just read was not recognised.  `c` then
-        follows it, unread; on an error it is not read in this poll either."""
-        try:
-            head = os.pread(c.fd, PROBE, 0)
-            if len(head) == PROBE:  # only files with the same head (or a shorter one) can match
-                tails = [*fresh.get(head, ()), *fresh.get(b"", ())]
-            else:
-                tails = [t for ts in fresh.values() for t in ts]
-            t = original_of(c, tails, head) if tails else None
-        except OSError as e:  # decided at the next poll
-            log.warning("%s: cannot check %s: %s", self.name, c.shown, e)
-            return True
-        if t is not None:
-            log.info("%s: %s is a copy of %s; following it, not reading it",
-                     self.name, c.shown, t.shown)
-        return t is not None
-
-    def _follow(self, c: Tail) -> None:
-        if c.detached:
-            self._drop(c)  # the copy went away
-            return
-        t = self._tails[c.copy_of or ""]  # an original let go releases its copies first
-        if t.fd < 0:
-            return  # parked original: unchanged since it was read
-        c.size = os.fstat(c.fd).st_size
-        extent = copy_extent(c.fd, c.size, os.pread(c.fd, PROBE, 0), t)
-        if extent == t.offset and c.offset != extent:
-            c.seek(t.offset, t.line_no)  # a copy up to here: if it ever differs, read on from here
-        elif extent < 0:
-            c.copy_of = None
-            log.info("%s: %s is not a copy of %s after all; reading it from byte %d",
-                     self.name, c.shown, t.shown, c.offset)
-
-    def _release(self, c: Tail, cp: FileCheckpoint) -> None:
-        """Followed copy `c` of content now truncated (or let go): read on after what was read
-        of that content, that is, the lines written between our last read and the truncation."""
-        try:
-            c.take_over(cp)
-        except OSError as e:  # read from where it last matched
-            log.warning("%s: cannot check %s: %s", self.name, c.shown, e)
-        log.info("%s: %s is a copy of %s; reading it on from byte %d", self.name, c.shown,
-                 cp.path, c.offset)
 
     def _finish(self, t: Tail, out: list[RawLine]) -> None:
         """Let go of a rotated-away file that is fully read, returning its dangling line."""
