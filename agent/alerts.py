@@ -14,11 +14,15 @@ from typing import Any, Iterable, Mapping, Protocol
 
 from agent.types import AlertState, Finding, Transition
 
-__all__ = ["AlertBook", "AlertState", "FIRST", "REPEAT", "RESOLVED", "fingerprint", "step"]
+__all__ = ["AlertBook", "AlertState", "CHANGED", "ESCALATED", "FIRST", "REPEAT", "RESOLVED",
+           "fingerprint", "step"]
 
 FIRST = "first notification"
 REPEAT = "repeat interval elapsed"
+ESCALATED = "escalated"
+CHANGED = "cause changed"
 RESOLVED = "resolved"
+_RANK = {"info": 0, "warning": 1, "critical": 2}
 
 
 class RuleMeta(Protocol):
@@ -55,12 +59,26 @@ def step(prev: AlertState | None, f: Finding, rule: RuleMeta,
         # the message shows the values that ended it ("now 2% (1/50)"), and for how long
         return done, _transition(done, rule, now, "resolved", RESOLVED, f.values)
     if live is None:
-        live = AlertState(fingerprint(f.rule, f.labels), f.rule, f.kind, rule.severity,
-                          dict(f.labels), "pending", now, values=dict(f.values),
-                          line_no=f.line_no, path=f.path)
+        live = AlertState(fingerprint(f.rule, f.labels), f.rule, f.kind,
+                          f.severity or rule.severity, dict(f.labels), "pending", now,
+                          values=dict(f.values), line_no=f.line_no, path=f.path, cause=f.cause)
     else:
         live = replace(live, values=dict(f.values), line_no=f.line_no or live.line_no,
                        path=f.path or live.path)
+    if f.window_start is None and f.active:  # a verdict at one line (an early rule)
+        live = replace(live, early_at=now)
+    if f.severity and _RANK.get(f.severity, 0) > _RANK.get(live.severity, 0):
+        # only ever up: a firing alert that turns critical is told again, at once
+        live = replace(live, severity=f.severity)
+        if live.state == "firing":
+            live = replace(live, last_notified=now)
+            return live, _transition(live, rule, now, "firing", ESCALATED, live.values)
+    if f.cause is not None and f.cause != live.cause:
+        # "erp silent: 214 waiting" after "3 invoices missing" is news, not a repeat
+        live = replace(live, cause=f.cause)
+        if live.state == "firing":
+            live = replace(live, last_notified=now)
+            return live, _transition(live, rule, now, "firing", CHANGED, live.values)
     if live.state == "pending":
         if now - live.active_since >= rule.pending_for:
             live = replace(live, state="firing", fired_at=now, last_notified=now)
@@ -75,9 +93,12 @@ def step(prev: AlertState | None, f: Finding, rule: RuleMeta,
 
 def _stale(live: AlertState, f: Finding) -> bool:
     """A verdict from before the alert's present: a window that began before the alert became
-    active (an early firing stands until a window after it), or any verdict older than the
-    last notification. Acting on it would stamp a transition earlier than the one before."""
-    if f.window_start is not None and f.window_start < live.active_since and not f.active:
+    active or before an early rule last found it true at a line (an early firing stands until
+    a window after it), or any verdict older than the last notification. Acting on it would
+    stamp a transition earlier than the one before, or end an alert a line just confirmed."""
+    if f.window_start is not None and not f.active and (
+            f.window_start < live.active_since
+            or (live.early_at is not None and f.window_start < live.early_at)):
         return True
     last = live.last_notified or live.active_since
     return f.ts < last

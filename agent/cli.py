@@ -89,6 +89,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
           f"late {result.late} windows {result.windows} alerts {result.fired} "
           f"in {result.seconds:.2f}s "
           f"({rate:,.0f} lines/s)", file=sys.stderr)
+    if result.ledger is not None:
+        print(result.ledger.line(), file=sys.stderr)
     for name, codec in sorted(result.encoding_hints.items()):
         declared = next(s.encoding for s in loaded.config.sources if s.name == name)
         print(f"source {name}: most lines do not decode as {declared}; they decode as "
@@ -221,6 +223,10 @@ def build_parser() -> argparse.ArgumentParser:
                                     "each result; exit 1 if any failed.")
     _config_arg(t)
     t.set_defaults(func=cmd_notify_test)
+
+    from agent.ledger.commands import add_commands  # invoices, reconcile: the invoice ledger
+
+    add_commands(sub, common, _config_arg)
     return parser
 
 

@@ -29,6 +29,7 @@ from pydantic import (
 )
 
 from agent.configtypes import Duration, error_message, parse_duration
+from agent.ledger.config import LedgerConfig, source_problems
 from agent.parse.regex_lines import MATCH_TIMEOUT, nested_quantifier
 from agent.types import READABLE_FIELDS
 from agent.yamlfile import FileProblems, Problem, YamlDoc, dotted, read_yaml
@@ -142,6 +143,7 @@ class AgentConfig(_Model):
     sources: list[SourceConfig] = Field(default_factory=list)
     rules: list[str] = Field(default_factory=lambda: ["rules/*.yaml"])
     notify: NotifyConfig = Field(default_factory=lambda: NotifyConfig.model_validate({}))
+    ledger: LedgerConfig | None = Field(None, description="Invoice ledger (agent/ledger/)")
 
     @field_validator("timezone")
     @classmethod
@@ -297,6 +299,9 @@ def load_config(path: str | Path) -> LoadedConfig:
         raise FileProblems(problems) from None
     loaded = LoadedConfig(config, path, [d.path for d in docs], docs)
     problems += _check_rule_files(loaded, docs)
+    if config.ledger is not None:
+        problems += [_problem(docs, loc, msg) for loc, msg in
+                     source_problems(config.ledger, [s.name for s in config.sources])]
     if problems:
         raise FileProblems(problems)
     loaded.warnings = _warnings(loaded, docs)

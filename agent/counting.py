@@ -21,6 +21,8 @@ COUNTS: dict[str, str] = {
     "files": "files opened",
     "list_errors": "failures listing a log folder or opening a file",
     "eval_errors": "rule evaluations that failed",
+    "ledger_no_key": "events of a ledger stage without an invoice number (not ledgered)",
+    "ledger_malformed": "events of a ledger stage with a malformed invoice number",
 }
 
 

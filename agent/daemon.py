@@ -187,7 +187,8 @@ class Daemon:
     def _commit(self, transitions: list[Transition], read: bool = True) -> None:
         drained = self.engine.drain()
         batch = Batch(counters=self.counts.drain(), samples=drained.failures,
-                      windows=drained.windows, alerts=drained.alerts, transitions=transitions)
+                      windows=drained.windows, alerts=drained.alerts, transitions=transitions,
+                      ledger=drained.ledger)
         if batch.empty() and not read and not self._positions_unsaved:
             return
         self._positions_unsaved = False
@@ -201,7 +202,9 @@ class Daemon:
             batch.outbox = self.dispatcher.messages(transitions)
         self.store.commit(batch)
         if drained.windows:
-            self.store.prune(drained.windows[-1].end - self.loaded.config.retention)
+            end, cfg = drained.windows[-1].end, self.loaded.config
+            self.store.prune(end - cfg.retention,
+                             ledger_before=end - cfg.ledger.retention if cfg.ledger else None)
 
     # -- reload and stop ---------------------------------------------------------------------
     def reload(self) -> bool:

@@ -1,8 +1,9 @@
 """`invoice-agent demo`: a simulated day with incidents, watched by the real pipeline.
 
 It lays out a work folder like a real installation (config/agent.yaml, rules/, logs), writes
-the simulated logs, replays them through the same code as `run` and `replay`, prints every
-alert and a summary of which injected incident was caught by which rule.
+the simulated logs (with invoices that go missing, arrive late or with a wrong amount),
+replays them through the same code as `run` and `replay`, prints every alert and a summary of
+which injected incident was caught by which rule, and the invoices the ledger named.
 """
 
 from __future__ import annotations
@@ -12,25 +13,34 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from agent.alerts import REPEAT
+from agent.ledger.summary import LedgerSummary
 from agent.notify.console import print_transition
 from agent.replay import configured_files, replay
 from agent.shipped import shipped_dir
+from agent.simfaults import InvoiceFault
 from agent.simulator import simulate
 from agent.types import Transition
 from agent.wiring import load_all
 
-TEXT = {
+TEXT: dict[str, dict[str, Any]] = {
     "zh": {"title": "invoice-agent 演示：模拟一天的开票、上传、ERP 同步和系统日志",
            "files": "日志目录",
            "caught": "已发现", "missed": "未发现", "incident": "注入故障",
+           "named": "点名 {named}/{total} 张发票",
+           "ledger": "发票台账：{invoices} 张发票，结束时 {pending} 张仍在途（未超时限）",
+           "kinds": {"missing": "未到 ERP", "late": "迟到", "mismatch": "金额不符"},
            "line": "汇总：{lines} 行，无法解析 {unparsed} 行，{windows} 个窗口，告警 {fired} 条"
                    "（已恢复 {resolved} 条），用时 {seconds:.1f} 秒"},
     "en": {"title": "invoice-agent demo: a simulated day of issuing, upload, ERP sync and syslog",
            "files": "log folder",
            "caught": "caught by", "missed": "MISSED", "incident": "injected incident",
+           "named": "{named}/{total} invoices named",
+           "ledger": "invoice ledger: {invoices} invoices, {pending} still on their way at the "
+                     "end (within the deadline)",
+           "kinds": {"missing": "missing in the ERP", "late": "late", "mismatch": "mismatched"},
            "line": "summary: {lines} lines, {unparsed} unparsed, {windows} windows, {fired} alerts "
                    "({resolved} resolved), {seconds:.1f}s"},
 }
@@ -44,7 +54,7 @@ def prepare(workdir: Path, seed: int = 7):
     rules.mkdir(exist_ok=True)
     for f in sorted(shipped_dir("rules").glob("*.yaml")):
         shutil.copy(f, rules / f.name)
-    sim = simulate(workdir / "config" / "logs", seed=seed)
+    sim = simulate(workdir / "config" / "logs", seed=seed, faults=True)
     return workdir / "config" / "agent.yaml", sim
 
 
@@ -80,8 +90,37 @@ def run_demo(workdir: Path | None = None, language: str = "zh", seed: int = 7,
             verdict = (f"{t['caught']} {', '.join(rules_hit)}" if rules_hit else t["missed"])
             print(f"  {t['incident']} {inc.name} {inc.start:%H:%M}-{inc.end:%H:%M}: {verdict}",
                   file=out)
+        if result.ledger is not None:
+            for fault in sim.faults:
+                _print_fault(fault, seen, result.ledger, t, out)
+            print_ledger(result.ledger, t, out)
         return 0
     finally:
         if not keep:
             shutil.rmtree(work, ignore_errors=True)
 
+
+
+def _found(ledger: LedgerSummary, kind: str) -> list[str]:
+    return {"missing": ledger.missing, "late": ledger.late, "mismatch": ledger.mismatched}[kind]
+
+
+def _print_fault(fault: InvoiceFault, seen: list[Transition], ledger: LedgerSummary,
+                 t: dict[str, Any], out: TextIO) -> None:
+    """An invoice fault is caught by the rules whose alerts name its invoices."""
+    wanted = set(fault.invoices)
+    rules_hit = sorted({tr.rule for tr in seen if wanted & set(tr.values.get("invoices") or ())})
+    named = len(wanted & set(_found(ledger, fault.name)))
+    verdict = (f"{t['caught']} {', '.join(rules_hit)}" if rules_hit and named else t["missed"])
+    verdict += " (" + t["named"].format(named=named, total=len(wanted)) + ")"
+    print(f"  {t['incident']} {fault.name} {fault.start:%H:%M}-{fault.end:%H:%M}: {verdict}",
+          file=out)
+
+
+def print_ledger(ledger: LedgerSummary, t: dict[str, Any], out: TextIO) -> None:
+    """The invoices the ledger holds as missing, late and mismatched, by number."""
+    print(t["ledger"].format(invoices=ledger.invoices, pending=ledger.pending - len(
+        ledger.missing)), file=out)
+    for kind, numbers in (("missing", ledger.missing), ("late", ledger.late),
+                          ("mismatch", ledger.mismatched)):
+        print(f"  {t['kinds'][kind]} ({len(numbers)}): {', '.join(numbers) or '-'}", file=out)

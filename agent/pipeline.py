@@ -5,7 +5,9 @@ Pure apart from the parser's clock (for "timestamp in the future"): events go in
 transitions come out, and `now` is always passed in. Events are pushed in the order their
 times are confirmed (`Confirmed`); before an event is shown to any detector, time advances to
 it: every window that closed before it is closed and judged first. The daemon and replay push
-events the same way, so they decide the same on the same lines.
+events the same way, so they decide the same on the same lines. With a ledger, each event of a
+stage source is recorded in it and the ledger rules are shown what it changed; the ledger's own
+windows (the derived `ledger` source) close with the others.
 """
 
 from __future__ import annotations
@@ -20,8 +22,11 @@ from agent.alerts import AlertBook, AlertState
 from agent.config import AgentConfig, LoadedConfig, SourceConfig
 from agent.counting import Counts
 from agent.detect.base import Detector
+from agent.detect.ledger_base import LedgerRule
 from agent.features import Windows
+from agent.ledger.book import Ledger
 from agent.parse import ParseSpec, build_parser
+from agent.store.records import LedgerChanges
 from agent.types import Event, Finding, ParseFailure, RawLine, Transition, Window
 
 log = logging.getLogger(__name__)
@@ -57,13 +62,23 @@ class Engine:
     """Everything between a raw line and an alert transition, for one config and detector set."""
 
     def __init__(self, loaded: LoadedConfig, detectors: list[Detector],
-                 clock: Callable[[], datetime] | None = None, counts: Counts | None = None):
+                 clock: Callable[[], datetime] | None = None, counts: Counts | None = None,
+                 ledger: Ledger | None = None):
         cfg = loaded.config
         self.config = cfg
         self.parsers = {s.name: build_parser(parse_spec(s, cfg), clock) for s in cfg.sources}
         self.windows = Windows(self.parsers, cfg.window, cfg.lateness)
         self.detectors = detectors
         self.counts = counts if counts is not None else Counts()
+        self.ledger = ledger
+        self._on_ledger: list[Detector] = []
+        for d in detectors:
+            if isinstance(d, LedgerRule):
+                if ledger is None:
+                    raise ValueError(f"rule {d.name} needs the invoice ledger (config `ledger:`)")
+                d.attach(ledger)
+        if ledger is not None:
+            ledger.keep_rules([d.name for d in detectors if isinstance(d, LedgerRule)])
         self._on_event: dict[str, list[Detector]] = {}
         self._on_window: dict[str, list[Detector]] = {}
         self._on_tick: list[Detector] = []
@@ -76,6 +91,8 @@ class Engine:
                     self._on_window.setdefault(s, []).append(d)
             if w.ticks:
                 self._on_tick.append(d)
+            if w.ledger:
+                self._on_ledger.append(d)
         self.book = AlertBook({d.name: d for d in detectors}, cfg.notify.repeat_interval)
         self._step = cfg.window.total_seconds()
         self._lateness = cfg.lateness.total_seconds()
@@ -119,6 +136,9 @@ class Engine:
         t = confirmed.timestamp()
         if self._due is None or t >= self._due:
             self.advance(confirmed if limit is None or confirmed < limit else limit)
+        if self.ledger is not None and ev.source in self.ledger.sources:
+            # before the window check: an invoice's event counts in the ledger however late
+            self._ledger_event(ev)
         if not self.windows.add(ev):
             self.counts.add(ev.source, "late")
         else:
@@ -136,6 +156,20 @@ class Engine:
         if wm is None or confirmed > wm:
             self.watermarks[ev.source] = confirmed
 
+    def _ledger_event(self, ev: Event) -> None:
+        assert self.ledger is not None
+        update = self.ledger.observe(ev)
+        if update is None or not self._on_ledger:
+            return
+        findings: list[Finding] = []
+        for d in self._on_ledger:
+            try:
+                findings.extend(d.on_ledger(update))
+            except ValueError as exc:
+                self._eval_failed(d, exc)
+        if findings:
+            self._decide(findings)
+
     def _decide(self, findings: list[Finding]) -> None:
         transitions, changed = self.book.process(findings)
         self.transitions.extend(transitions)
@@ -152,6 +186,8 @@ class Engine:
         """Close the windows `now` has passed and show them (and the tick) to the detectors."""
         # no-ops for what already started; a source or rule added by a reload starts here
         self.windows.start(now)
+        if self.ledger is not None:
+            self.ledger.start(now)
         for d in self.detectors:
             d.start(now)
         if self.now is None or now > self.now:
@@ -161,7 +197,10 @@ class Engine:
         open_from = now.timestamp() - self._lateness
         self._due = open_from - open_from % self._step + self._step + self._lateness
         findings: list[Finding] = []
-        for w in self.windows.advance(now):
+        closed = self.windows.advance(now)
+        if self.ledger is not None:
+            closed += self.ledger.advance(now)
+        for w in closed:
             self.closed.append(w)
             for d in self._on_window.get(w.source, ()):
                 try:
@@ -176,9 +215,12 @@ class Engine:
         if findings:
             self._decide(findings)
 
-    def finish(self, now: datetime) -> None:
+    def finish(self, now: datetime, data_end: datetime | None = None) -> None:
         """The end of a replay: time advances to `now`, then detectors hand over what they
-        deferred."""
+        deferred. Ledger deadlines after `data_end` (the newest line) are not judged: those
+        invoices are still pending when the files end, not missing."""
+        if self.ledger is not None and data_end is not None:
+            self.ledger.end_of_data(data_end)
         self.advance(now)
         findings: list[Finding] = []
         for d in self.detectors:
@@ -200,6 +242,7 @@ class Engine:
             "windows": self.windows.state(),
             "rules": {d.name: d.state() for d in self.detectors},
             "watermarks": {k: v.isoformat() for k, v in self.watermarks.items()},
+            **({"ledger": self.ledger.state()} if self.ledger is not None else {}),
         }
 
     def restore(self, state: dict[str, Any], alerts: Iterable[AlertState]) -> None:
@@ -213,10 +256,13 @@ class Engine:
                 d.restore(saved[d.name])
         self.watermarks = {k: datetime.fromisoformat(v)
                            for k, v in state.get("watermarks", {}).items() if k in self.parsers}
+        if self.ledger is not None and isinstance(state.get("ledger"), dict):
+            self.ledger.restore(state["ledger"])
 
     def drain(self) -> "Drained":
         """Hand over what accumulated since the last call (for the next batch commit)."""
-        out = Drained(self.failures, self.closed, self.changed)
+        out = Drained(self.failures, self.closed, self.changed,
+                      self.ledger.take() if self.ledger is not None else None)
         self.failures, self.closed, self.changed = [], [], []
         return out
 
@@ -226,3 +272,4 @@ class Drained:
     failures: list[ParseFailure]
     windows: list[Window]
     alerts: list[AlertState]
+    ledger: LedgerChanges | None = None  # written with the batch's offsets

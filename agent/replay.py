@@ -1,7 +1,8 @@
 """Replay: log files from their start, in event time, as fast as possible.
 
 Files are read with the same line reader as the daemon, parsed, then merged across files by
-event time so that windows of every source close in order; the same Engine decides.
+event time so that windows of every source close in order; the same Engine decides. The invoice
+ledger runs the same code over a scratch SQLite file, deleted afterwards.
 """
 
 from __future__ import annotations
@@ -10,18 +11,24 @@ import fnmatch
 import glob
 import heapq
 import os
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from agent.alerts import REPEAT
+from agent.alerts import FIRST
 from agent.config import LoadedConfig, SourceConfig
 from agent.counting import Counts
 from agent.detect.base import Detector
+from agent.ledger.summary import LedgerSummary, summarize
 from agent.pipeline import Engine
 from agent.sources.files import FileSource
+from agent.store import DB_NAME, Batch, Store
 from agent.types import Event, Transition
+from agent.wiring import build_ledger
 
 
 class NoSourceForFile(ValueError):
@@ -38,10 +45,12 @@ class ReplayResult:
     seconds: float = 0.0
     counters: dict[str, dict[str, int]] = field(default_factory=dict)
     encoding_hints: dict[str, str] = field(default_factory=dict)  # source -> likelier codec
+    ledger: LedgerSummary | None = None  # what the ledger holds at the end of the files
 
     @property
     def fired(self) -> int:
-        return sum(1 for t in self.transitions if t.state == "firing" and t.reason != REPEAT)
+        # alerts, not their reminders, escalations or changes of cause
+        return sum(1 for t in self.transitions if t.state == "firing" and t.reason == FIRST)
 
 
 def match_files(loaded: LoadedConfig, files: list[str],
@@ -104,9 +113,30 @@ def replay(loaded: LoadedConfig, detectors: list[Detector],
            pairs: list[tuple[SourceConfig, str]],
            on_transition: Callable[[Transition], None] | None = None) -> ReplayResult:
     """Run the pipeline over files in event time; return what it found."""
+    if loaded.config.ledger is None:
+        return _replay(loaded, detectors, pairs, on_transition, None)
+    scratch = tempfile.mkdtemp(prefix="invoice-agent-replay-")
+    try:
+        store = Store(Path(scratch) / DB_NAME, scratch=True)
+        try:
+            return _replay(loaded, detectors, pairs, on_transition, store)
+        finally:
+            store.close()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _replay(loaded: LoadedConfig, detectors: list[Detector],
+            pairs: list[tuple[SourceConfig, str]],
+            on_transition: Callable[[Transition], None] | None,
+            store: Store | None) -> ReplayResult:
     t0 = time.perf_counter()
     counts = Counts()
-    engine = Engine(loaded, detectors, counts=counts)
+    ledger = None
+    if store is not None:
+        ledger = build_ledger(loaded, store, counts,
+                              flush=lambda changes: store.commit(Batch(ledger=changes)))
+    engine = Engine(loaded, detectors, counts=counts, ledger=ledger)
     result = ReplayResult()
 
     def emit() -> None:
@@ -122,17 +152,22 @@ def replay(loaded: LoadedConfig, detectors: list[Detector],
         merged = streams[0]
     else:
         merged = heapq.merge(*streams, key=lambda x: x[0])  # empty when no stream
-    last_ts = None
+    last_ts = newest = None
     for confirmed, _seq, ev in merged:
         last_ts = confirmed
+        if newest is None or ev.ts > newest:
+            newest = ev.ts
         engine.push(confirmed, ev)
         if engine.transitions:
             emit()
     if last_ts is not None:
         # the end of the files: let every window that holds data close
-        engine.finish(last_ts + loaded.config.window + loaded.config.lateness)
+        engine.finish(last_ts + loaded.config.window + loaded.config.lateness, data_end=newest)
         emit()
     drained = engine.drain()
+    if store is not None and drained.ledger is not None:
+        store.commit(Batch(ledger=drained.ledger))
+        result.ledger = summarize(store.invoices)
     for (src, name), n in counts.drain().items():
         result.counters.setdefault(src, {})[name] = n
     result.lines = sum(c.get("lines", 0) for c in result.counters.values())

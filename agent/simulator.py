@@ -3,19 +3,23 @@
 Every invoice flows issued (platform.log) -> uploaded (upload.log, possibly retried) -> synced
 into the ERP (erp_sync.log, GBK), while the host's syslog carries routine and incident lines.
 Incidents (platform outage, slow platform, error-code burst) are injected at known times and
-returned as data, so the demo, the tests and the benchmarks can check what the agent reports.
-The same seed always produces the same bytes.
+returned as data, so the demo, the tests and the benchmarks can check what the agent reports;
+so are invoice faults (agent/simfaults.py: invoices missing, late or wrong in the ERP), when
+asked for. The same seed always produces the same bytes.
 """
 
 from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
+
+from agent.ledger.numbers import uscc_check_char
+from agent.simfaults import FaultPlan, InvoiceFault, default_faults
 
 TZ = timezone(timedelta(hours=8))
 PLATFORM_ADDR = "10.1.2.3:443"
@@ -56,6 +60,7 @@ class Simulation:
     lines: dict[str, int]  # lines written per file key (garbled ones included)
     garbled: int  # unparseable lines in upload.log
     invoices: int  # invoices issued
+    faults: list[InvoiceFault] = field(default_factory=list)  # with their invoice numbers
 
 
 def default_incidents(day: date = date(2026, 11, 2)) -> list[Incident]:
@@ -119,8 +124,9 @@ def _amount(cents: int) -> str:
 class _Day:
     """The simulation state of one day; run() fills the per-file (time, line) lists."""
 
-    def __init__(self, day: date, rng: np.random.Generator, incidents: list[Incident]) -> None:
-        self.rng, self.clock = rng, _Clock(day)
+    def __init__(self, day: date, rng: np.random.Generator, incidents: list[Incident],
+                 plan: FaultPlan) -> None:
+        self.rng, self.clock, self.plan = rng, _Clock(day), plan
         midnight = datetime.combine(day, time(0), TZ)
         self.spans = [(i.name, (i.start - midnight).total_seconds(),
                        (i.end - midnight).total_seconds()) for i in incidents]
@@ -144,8 +150,11 @@ class _Day:
         times = np.sort(minutes + rng.uniform(0, 60, counts.sum()))
         n = len(times)
         cents = np.clip(rng.lognormal(np.log(150000), 1.1, n), 100, 99_999_999).astype(np.int64)
-        pool = ["91440300" + "".join(rng.choice(list("0123456789ABCDEFGHJKLMNPQRTUWXY"), 10))
+        # unified social credit codes with a valid check character (the tenth draw is unused:
+        # drawing ten keeps the day's random stream as it was)
+        pool = ["91440300" + "".join(rng.choice(list("0123456789ABCDEFGHJKLMNPQRTUWXY"), 10)[:9])
                 for _ in range(3)]
+        pool = [tid + uscc_check_char(tid) for tid in pool]
         who = rng.choice(3, n, p=[0.7, 0.2, 0.1])
         prefix = f"{self.clock.day.year % 100:02d}44{int(rng.integers(10**7, 10**8))}"
         first = int(rng.integers(10**7, 5 * 10**7))
@@ -157,6 +166,7 @@ class _Day:
         """Simulate issue, upload (with retries and backlogs) and sync of every invoice."""
         rng, clock = self.rng, self.clock
         invoices = self.issue(rate_scale)
+        self.faults = self.plan.assign([t for t, *_ in invoices], [i[1] for i in invoices])
         kprq = clock.day.isoformat()
         heap: list[tuple[float, int, int, int]] = []  # (attempt time, seq, invoice, retry)
         for k, (t, no, cents, tax) in enumerate(invoices):
@@ -182,7 +192,9 @@ class _Day:
                     self.log(t + 0.5, f"upload of invoice {no} rejected: code 1001, "
                              "retries exhausted, queued for resubmission")
             elif result == "成功" and cost is not None:
-                self.sync(t + cost / 1000 + rng.lognormal(np.log(15), 0.6), no, cents)
+                when = t + cost / 1000 + rng.lognormal(np.log(15), 0.6)
+                fault = self.plan.hit.get(k)
+                self.sync(self.plan.sync_time(k, invoices[k][0], when), no, cents, fault)
         return len(invoices)
 
     def attempt(self, t: float, retry: int) -> tuple[str, int | None, str | None, _Next]:
@@ -217,17 +229,21 @@ class _Day:
         self.drained[name] += 1
         return end + 20 + self.drained[name] * 1.5 + self.rng.uniform(0, 1), name
 
-    def sync(self, t: float, no: str, cents: int) -> None:
-        """One ERP sync of an uploaded invoice, retried a minute later when it fails."""
+    def sync(self, t: float, no: str, cents: int, fault: str | None = None) -> None:
+        """One ERP sync of an uploaded invoice, retried a minute later when it fails. A
+        missing invoice's lines are drawn but never written: the rest of the day stays as it
+        is without faults."""
         rng, clock = self.rng, self.clock
         ms = int(rng.lognormal(np.log(110), 0.4))
-        head = f"{clock.plain(t)} %s 同步 发票号码={no} 金额={_amount(cents)}"
+        amount = _amount(cents * 10 if fault == "mismatch" else cents)
+        head = f"{clock.plain(t)} %s 同步 发票号码={no} 金额={amount}"
+        out = self.erp if fault != "missing" else []
         if rng.random() < 0.005:
             code = str(rng.choice(_SYNC_CODES))
-            self.erp.append((t, head % "ERROR" + f" 结果=失败 耗时={ms}ms 错误码={code}"))
-            self.sync(t + rng.uniform(50, 70), no, cents)
+            out.append((t, head % "ERROR" + f" 结果=失败 耗时={ms}ms 错误码={code}"))
+            self.sync(t + rng.uniform(50, 70), no, cents, fault)
         else:
-            self.erp.append((t, head % "INFO" + f" 结果=成功 耗时={ms}ms"))
+            out.append((t, head % "INFO" + f" 结果=成功 耗时={ms}ms"))
 
     def log(self, t: float, message: str, ident: str = f"invoice-sync[{SYNC_PID}]") -> None:
         self.syslog.append((t, f"{self.clock.syslog(t)} {HOST} {ident}: {message}"))
@@ -283,11 +299,13 @@ def _encode_sorted(entries: list[tuple[float, str]], encoding: str) -> list[byte
 
 
 def simulate(out_dir: Path, day: date = date(2026, 11, 2), seed: int = 7, *,
-             incidents: bool | Iterable[Incident] = True, rate_scale: float = 1.0) -> Simulation:
+             incidents: bool | Iterable[Incident] = True, rate_scale: float = 1.0,
+             faults: bool | Iterable[InvoiceFault] = False) -> Simulation:
     """Write one simulated day of logs into `out_dir` and describe what was written.
 
     `incidents`: True for default_incidents(day), False for a healthy day, or your own
     Incident list (names from INCIDENT_NAMES, any times). `rate_scale` multiplies traffic.
+    `faults`: True for default_faults(day) (invoices missing, late, mismatched), or a list.
     """
     if incidents is True:
         chosen = default_incidents(day)
@@ -302,7 +320,8 @@ def simulate(out_dir: Path, day: date = date(2026, 11, 2), seed: int = 7, *,
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    sim = _Day(day, rng, chosen)
+    wanted = default_faults(day) if faults is True else list(faults or [])
+    sim = _Day(day, rng, chosen, FaultPlan(wanted, datetime.combine(day, time(0), TZ), seed))
     invoices = sim.run(rate_scale)
     sim.host_log()
     data = {
@@ -318,7 +337,7 @@ def simulate(out_dir: Path, day: date = date(2026, 11, 2), seed: int = 7, *,
         files[key] = out_dir / name
         files[key].write_bytes(b"".join(line + b"\n" for line in encoded))
         lines[key] = len(encoded)
-    return Simulation(files, chosen, lines, garbled, invoices)
+    return Simulation(files, chosen, lines, garbled, invoices, sim.faults)
 
 
 def write_upload_lines(path: Path, lines: int, seed: int = 7,

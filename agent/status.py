@@ -6,6 +6,7 @@ Reading works while the daemon runs (WAL mode allows a second reader).
 from __future__ import annotations
 
 import os
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,8 @@ def collect(config_path: str) -> dict[str, Any]:
                           "file": a.path, "line": a.line_no}
                          for a in store.alerts.states("firing")]
         out["outbox"] = store.outbox.summary()
+        if loaded.config.ledger is not None:
+            out["ledger"] = _ledger(store)
         state = store.engine_state()
         out["daemon"] = _daemon(state.get("daemon"))
         for name, extra in (state.get("sources") or {}).items():
@@ -62,6 +65,13 @@ def _daemon(info: Any) -> dict[str, Any]:
     running = not info.get("stopped") and isinstance(pid, int) and _alive(pid)
     return {"running": running, "pid": pid, "started": info.get("started"),
             "stopped": info.get("stopped")}
+
+
+def _ledger(store: Store) -> dict[str, Any]:
+    try:
+        return store.invoices.counts()
+    except sqlite3.OperationalError:  # a state written before the ledger existed
+        return {}
 
 
 def _alive(pid: int) -> bool:
@@ -103,6 +113,13 @@ def format_status(data: dict[str, Any]) -> str:
         labels = ",".join(f"{k}={v}" for k, v in a["labels"].items())
         where = f" at {a['file']}:{a['line']}" if a.get("line") else ""
         lines.append(f"  {a['severity']:8} {a['rule']} {labels} since {a['fired_at']}{where}")
+    led = data.get("ledger")
+    if led:
+        no_key = sum(s.get("ledger_no_key", 0) + s.get("ledger_malformed", 0)
+                     for s in data["sources"].values())
+        lines.append(f"ledger: {led['invoices']} invoices, {led['open']} pending, "
+                     f"{led['overdue']} overdue (invoice-agent invoices missing), {no_key} "
+                     "events without a usable invoice number")
     ob = data["outbox"]
     lines.append(f"outbox: {ob.get('pending', 0)} waiting, {ob.get('sent', 0)} delivered, "
                  f"{ob.get('failed', 0)} refused")

@@ -93,6 +93,12 @@ class Finding:
     # began before an alert became active cannot end it (an early firing stands until a
     # window after it says otherwise)
     window_start: datetime | None = None
+    # a severity other than the rule's (month_end escalates to critical near the filing day);
+    # None: the rule's own
+    severity: str | None = None
+    # what the condition is due to, when a rule can tell ("silent": a missing rule's source is
+    # down): a firing alert whose cause changes is told again
+    cause: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,14 +113,15 @@ class Transition:
     labels: Mapping[str, str]
     summary: Mapping[str, str]  # language -> rendered text
     fingerprint: str
-    reason: str  # first notification | repeat interval elapsed | resolved
+    reason: str  # first notification | repeat interval elapsed | escalated | cause changed
+    # | resolved
     line_no: int | None = None
     values: Mapping[str, Any] = field(default_factory=dict)
     path: str | None = None  # the file of `line_no`
     fired_at: datetime | None = None  # when the alert began firing (for "resolved after ...")
 
 
-_TIMES = ("active_since", "fired_at", "last_notified", "resolved_at")
+_TIMES = ("active_since", "fired_at", "last_notified", "resolved_at", "early_at")
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +141,10 @@ class AlertState:
     values: Mapping[str, Any] = field(default_factory=dict)
     line_no: int | None = None
     path: str | None = None
+    # the newest line at which an early rule found its condition true: only a window that
+    # begins after it can end the alert
+    early_at: datetime | None = None
+    cause: str | None = None  # the finding's cause when it last changed (see Finding)
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)

@@ -8,18 +8,20 @@ and reports every problem at once (FileProblems).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 from zoneinfo import ZoneInfo
 
 from agent.config import LoadedConfig, load_config
 from agent.counting import Counts
 from agent.detect.base import Detector
 from agent.detect.loader import load_rules
+from agent.ledger.book import Ledger
 from agent.notify.sender import AppriseSender, TargetProblems
 from agent.parse import build_parser
 from agent.pipeline import Engine, parse_spec
 from agent.sources.files import FileSource
 from agent.sources.position import FileCheckpoint
-from agent.store import FileOffset, Store
+from agent.store import FileOffset, LedgerChanges, Store
 from agent.yamlfile import FileProblems, Problem
 
 
@@ -32,7 +34,8 @@ def load_all(config_path: str | Path, notify: bool = True, batch: bool = False
     problems: list[Problem] = []
     try:
         rules = load_rules(loaded.rule_globs(), [s.name for s in loaded.config.sources],
-                           loaded.config.window, batch=batch)
+                           loaded.config.window, batch=batch, ledger=loaded.config.ledger,
+                           timezone=loaded.config.timezone)
     except FileProblems as exc:
         problems += exc.problems
         rules = []
@@ -111,13 +114,24 @@ def build_sources(loaded: LoadedConfig, store: Store, counts: Counts) -> list[Fi
     return out
 
 
+def build_ledger(loaded: LoadedConfig, store: Store, counts: Counts,
+                 flush: Callable[[LedgerChanges], None] | None = None) -> Ledger | None:
+    """The invoice ledger over the store's tables, if the config has one."""
+    cfg = loaded.config
+    if cfg.ledger is None:
+        return None
+    return Ledger(cfg.ledger, cfg.sources, store.invoices, cfg.window, cfg.lateness, counts,
+                  flush)
+
+
 def build_engine(loaded: LoadedConfig, rules: list[Detector], store: Store,
                  counts: Counts) -> Engine:
-    """The engine with its windows, rule memory and live alerts as stored."""
-    engine = Engine(loaded, rules, counts=counts)
+    """The engine with its windows, ledger, rule memory and live alerts as stored."""
+    engine = Engine(loaded, rules, counts=counts, ledger=build_ledger(loaded, store, counts))
     saved = store.engine_state().get("engine", {})
     if saved.get("window_seconds") != loaded.config.window.total_seconds():
-        saved = {k: v for k, v in saved.items() if k != "windows"}  # boundaries moved
+        # boundaries moved
+        saved = {k: v for k, v in saved.items() if k not in ("windows", "ledger")}
     engine.restore(saved, store.alerts.states())
     return engine
 

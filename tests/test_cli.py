@@ -151,12 +151,16 @@ def test_replay_jsonl_prints_only_contract_objects(demo_day):
     assert done.returncode == 1, done.stderr  # alerts fired
     records = jsonl_records(done.stdout)
     assert records
+    assert {r["source"] for r in records} == {"rule", "ledger"}  # the demo has both
     for r in records:
-        assert RECORD_KEYS <= set(r) <= RECORD_KEYS | {"line"}
+        # an alert raised by one line names it and its file; a ledger alert its invoices
+        extra = {"line", "file"} | ({"invoices", "count"} if r["source"] == "ledger" else set())
+        assert RECORD_KEYS <= set(r) <= RECORD_KEYS | extra
         ts = datetime.fromisoformat(r["ts"])
         assert ts.utcoffset() is not None
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?[+-]\d\d:\d\d", r["ts"])
-        assert r["source"] == "rule"
+        if r["source"] == "ledger":
+            assert isinstance(r["invoices"], list) and r["count"] >= len(r["invoices"])
         assert r["severity"] in ("info", "warning", "critical")
         assert r["state"] in ("firing", "resolved")
         assert isinstance(r["labels"], dict) and isinstance(r["summary"], str) and r["summary"]
@@ -219,11 +223,12 @@ def test_replay_of_a_missing_file_is_an_error(demo_day):
 
 # -- demo and status --------------------------------------------------------------------------
 
-def test_demo_catches_all_three_incidents(tmp_path):
+def test_demo_catches_every_injected_incident(tmp_path):
     done = agent("demo", "--language", "en", "--dir", tmp_path / "demo")
     assert done.returncode == 0, done.stderr
     caught = re.findall(r"injected incident (\w+) .*: caught by (\S+)", done.stdout)
-    assert {name for name, _ in caught} == {"outage", "latency", "error_burst"}
+    assert {name for name, _ in caught} == {"outage", "latency", "error_burst", "missing", "late",
+                                            "mismatch"}
     assert "MISSED" not in done.stdout
     assert (tmp_path / "demo" / "config" / "agent.yaml").is_file()  # --dir keeps the files
 

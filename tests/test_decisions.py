@@ -224,3 +224,21 @@ def test_a_resolved_message_after_a_restart_shows_the_recovered_window_and_how_l
     assert len(resolved) == 1
     # [10:01, 10:02) holds one failure of 4 lines: the message shows that, and the duration
     assert "resolved after 1 min; now: 1 of 4 failed" in resolved[0]
+
+
+def test_a_new_burst_within_the_lateness_of_a_quiet_window_keeps_the_alert_firing(tmp_path):
+    # failures at 10:00:05/10/15 fire; [10:01, 10:02) is quiet but closes (at 10:02:30) after
+    # the early rule found the condition true again at 10:02:03: that window cannot end it
+    config = setup(tmp_path, window="1m", rules=FLAP)
+    log = tmp_path / "logs" / "upload.log"
+    fails = [T10 + timedelta(seconds=s) for s in (5, 10, 15, 121, 122, 123)]
+    ok = [T10 + timedelta(seconds=s) for s in range(-120, 301, 20)]
+    lines = sorted([(t, "成功") for t in ok] + [(t, "失败") for t in fails])
+    log.write_text("".join(line(t, s) for t, s in lines), encoding="utf-8")
+    loaded = load_config(config)
+    result = replay(loaded, load_rules(loaded.rule_globs(), ["upload"], loaded.config.window),
+                    match_files(loaded, [str(log)]))
+    assert [(t.state, t.ts) for t in result.transitions] == [
+        ("firing", T10 + timedelta(seconds=15)),
+        ("resolved", T10 + timedelta(minutes=4)),  # [10:03, 10:04) is the first quiet window after
+    ]

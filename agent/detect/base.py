@@ -7,9 +7,14 @@ declares what it wants to be shown (`watch()`), and the engine calls it:
 
 - `start(now)` once, when monitoring begins (event time);
 - `on_event(ev, open_window)` for each event of a watched source, after time has advanced to
-  the event (every window that closed before it has been shown first);
+  where the event's stream confirms it (normally the line before it: one line stamped hours
+  ahead must not move time), so the windows that closed by then were shown first. A detector
+  judging windows from events places each event in its own window (as absence does);
 - `on_window(window)` for each closed window of a watched source, in time order;
-- `on_tick(now)` each time event time advances (deadlines that are not window-bound);
+- `on_tick(now)` when event time advances far enough to close a window, and at the end of
+  each batch in `run` (deadlines that are not window-bound);
+- `on_ledger(update)` for each event the invoice ledger recorded (what it changed about the
+  invoice: stages reached, mismatches, problems), after the ledger took it;
 - `finish(now)` at the end of a replay, for what a batch-mode detector deferred.
 
 Each returns findings (verdicts: does the condition hold now), which the alert lifecycle turns
@@ -28,6 +33,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from agent.config import Duration
 from agent.detect.expr import ExprError, Template
+from agent.ledger.config import LedgerConfig
+from agent.ledger.records import Update
 from agent.types import Event, Finding, Window
 
 NO_FINDINGS: tuple[Finding, ...] = ()
@@ -42,16 +49,30 @@ class BuildContext:
     # replay: files as fast as possible. A detector may then defer work (score windows in
     # batches) as long as its own findings keep their order; `finish` ends the run
     batch: bool = False
+    ledger: LedgerConfig | None = None  # the ledger's stages, for the ledger rule types
+    timezone: str = "Asia/Shanghai"  # for calendar rules (month_end)
+
+
+class RuleError(ValueError):
+    """A rule whose options cannot work with this agent (an unknown stage, no ledger); `key`
+    is the option at fault."""
+
+    def __init__(self, message: str, key: str = ""):
+        super().__init__(message)
+        self.key = key
 
 
 @dataclass(frozen=True, slots=True)
 class Watch:
     """What a detector is shown: the engine dispatches by this declaration."""
 
-    sources: frozenset[str] | None  # None: every source
+    # None: every log source (the derived `ledger` source, whose windows carry other
+    # features, only when named)
+    sources: frozenset[str] | None
     events: bool = False  # on_event for each event of those sources
     windows: bool = True  # on_window for each closed window of those sources
     ticks: bool = False  # on_tick each time event time advances
+    ledger: bool = False  # on_ledger for each event the invoice ledger recorded
 
 
 class OpenWindow(Protocol):
@@ -133,6 +154,9 @@ class Detector:
         return NO_FINDINGS
 
     def on_tick(self, now: datetime) -> Collection[Finding]:
+        return NO_FINDINGS
+
+    def on_ledger(self, update: Update) -> Collection[Finding]:
         return NO_FINDINGS
 
     def finish(self, now: datetime) -> Collection[Finding]:

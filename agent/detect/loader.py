@@ -8,9 +8,10 @@ from typing import Any, Collection, Iterable, Iterator
 
 from pydantic import ValidationError
 
-from agent.detect.base import BuildContext, Detector
+from agent.detect.base import BuildContext, Detector, RuleError
 from agent.detect.expr import ExprError
 from agent.detect.registry import RULE_TYPES
+from agent.ledger.config import LEDGER_SOURCE, LedgerConfig
 from agent.yamlfile import FileProblems, Problem, YamlDoc, dotted, read_yaml
 
 
@@ -29,11 +30,16 @@ _Found = tuple[int, Detector | None, "Problem | list[Problem] | None"]
 
 
 def load_rules(globs: Iterable[str], sources: Collection[str],
-               window: timedelta = DEFAULT_WINDOW, batch: bool = False) -> list[Detector]:
-    """Read, validate and build every rule; raise FileProblems listing all problems."""
+               window: timedelta = DEFAULT_WINDOW, batch: bool = False,
+               ledger: LedgerConfig | None = None, timezone: str = "Asia/Shanghai"
+               ) -> list[Detector]:
+    """Read, validate and build every rule; raise FileProblems listing all problems. With a
+    `ledger`, rules may also watch its derived source."""
     problems: list[Problem] = []
     rules: list[Detector] = []
-    context = BuildContext(tuple(sources), window, batch)
+    if ledger is not None:
+        sources = [*sources, LEDGER_SOURCE]
+    context = BuildContext(tuple(sources), window, batch, ledger, timezone)
     seen: dict[str, str] = {}
     for path in rule_files(globs):
         try:
@@ -105,6 +111,6 @@ def _one_rule(doc: YamlDoc, i: int, item: Any, context: BuildContext
                                  f"{', '.join(sources) or 'none'}", doc.line_of(loc))
     try:
         return config.build(context), None
-    except ExprError as exc:
+    except (ExprError, RuleError) as exc:
         loc = base + tuple(exc.key.split(".")) if exc.key else base
         return None, Problem(doc.path, dotted(loc), str(exc), doc.line_of(loc))

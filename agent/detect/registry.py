@@ -5,9 +5,20 @@ from __future__ import annotations
 
 from agent.detect.absence import AbsenceConfig
 from agent.detect.base import RuleConfig
+from agent.detect.ledger_checks import DuplicateConfig, IncompleteConfig, MismatchConfig
+from agent.detect.ledger_missing import MissingConfig
+from agent.detect.ledger_month_end import MonthEndConfig
+from agent.detect.ledger_stuck import StuckConfig
 from agent.detect.threshold import ThresholdConfig
 
 RULE_TYPES: dict[str, type[RuleConfig]] = {
     "threshold": ThresholdConfig,
     "absence": AbsenceConfig,
+    # the invoice ledger's (agent/detect/ledger_*.py): they need a `ledger:` config section
+    "missing": MissingConfig,
+    "mismatch": MismatchConfig,
+    "duplicate": DuplicateConfig,
+    "stuck": StuckConfig,
+    "incomplete": IncompleteConfig,
+    "month_end": MonthEndConfig,
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
+from datetime import timedelta
 from types import MappingProxyType
 from typing import Any
 
@@ -16,6 +17,8 @@ from agent.detect.base import (
 )
 from agent.detect.expr import ExprError, Expression
 from agent.features import FEATURES, empty_features
+from agent.ledger.config import LEDGER_SOURCE
+from agent.ledger.features import LEDGER_FEATURES, empty_ledger_features
 from agent.types import Event, Finding, Window
 
 
@@ -29,27 +32,33 @@ class ThresholdConfig(RuleConfig):
     instead of at the window's end. For conditions that only grow within a window (`failed >=
     3`), not for rates of a few lines; resolving still waits for a window after the firing."""
 
+    def features(self) -> dict[str, str]:
+        """The features of the source's windows: the derived `ledger` source has its own."""
+        return LEDGER_FEATURES if self.source == LEDGER_SOURCE else FEATURES
+
     def template_names(self) -> set[str]:
-        return set(FEATURES) | {"source", "window_start", "window_end"}
+        return set(self.features()) | {"source", "window_start", "window_end"}
 
     def source_names(self) -> list[str]:
         return [self.source]
 
     def build(self, context: BuildContext) -> "ThresholdRule":
-        return ThresholdRule(self)
+        return ThresholdRule(self, context.window)
 
 
 class ThresholdRule(Detector):
-    def __init__(self, config: ThresholdConfig):
+    def __init__(self, config: ThresholdConfig, window: timedelta = timedelta(minutes=5)):
         super().__init__(config, {**config.labels, "source": config.source})
         self.source = config.source
         self.early = config.early
+        self._len = window.total_seconds()
         self._fired_in: float | None = None  # start of the open window an early firing was in
         try:
-            self.when = Expression(config.when, FEATURES)
+            self.when = Expression(config.when, config.features())
             # a type error ('' > 1000) or a division by a zero count would otherwise fail in
             # every quiet window at run time: try it on an empty window now
-            self.when(_names(empty_features()))
+            self.when(_names(empty_ledger_features() if config.source == LEDGER_SOURCE
+                             else empty_features()))
         except ExprError as exc:
             raise ExprError(f"{exc} (tried on a window without events; guard with "
                             f"`count > 0 and ...` if needed)"
@@ -60,12 +69,15 @@ class ThresholdRule(Detector):
 
     def on_event(self, ev: Event, open_window: OpenWindow) -> Collection[Finding]:
         """A firing verdict at the line `ev`, from its window so far."""
+        t = ev.ts.timestamp()
+        start = t - t % self._len
+        if self._fired_in == start:
+            # fired at an earlier line of this window: the rest is its end's business, and
+            # the window's features (percentiles) are not computed again at every line
+            return NO_FINDINGS
         so_far = open_window.so_far(ev)
         if so_far is None:
             return NO_FINDINGS
-        start = so_far.start.timestamp()
-        if self._fired_in == start:
-            return NO_FINDINGS  # fired at an earlier line of this window: the rest is its end's
         if not self.when(_names(so_far.features)):
             return NO_FINDINGS
         self._fired_in = start
@@ -83,4 +95,6 @@ class ThresholdRule(Detector):
 
 def _names(features: Mapping[str, Any]) -> dict[str, Any]:
     # the expression sees a read-only view of the error-code counts: no `.clear()` on them
+    if "error_codes" not in features:  # the ledger's windows have none
+        return dict(features)
     return dict(features, error_codes=MappingProxyType(features["error_codes"]))

@@ -31,6 +31,8 @@ _REASON = {
     "zh": {
         "first notification": "首次通知",
         "repeat interval elapsed": "重复提醒（间隔已到）",
+        "escalated": "升级",
+        "cause changed": "原因变化",
         "resolved": "已恢复",
     },
     "en": {},
@@ -65,6 +67,11 @@ def jsonl_record(tr: Transition, language: str) -> dict[str, Any]:
         rec["line"] = tr.line_no
         if tr.path:
             rec["file"] = tr.path
+    if tr.kind == "ledger":
+        # the invoice numbers the alert names (a script checks these, not the summary text)
+        rec["invoices"] = list(tr.values.get("invoices") or [])
+        if "count" in tr.values:
+            rec["count"] = tr.values["count"]
     return rec
 
 

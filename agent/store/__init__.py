@@ -1,10 +1,12 @@
-"""The one package that touches SQLite: offsets, counters, samples, windows, alerts, outbox.
+"""The one package that touches SQLite: offsets, counters, samples, windows, alerts, outbox,
+the invoice ledger.
 
 One connection, used from one thread (the daemon's loop). A batch of lines is committed in a
 single transaction together with everything it caused (window state, alert state, outbox
 rows), so after a crash the agent resumes from a consistent point: the uncommitted batch is
 read again and, because its alerts were not committed either, nothing is notified twice.
-Each table sits behind a small repository (offsets.py, windows.py, alerts.py, outbox.py);
+Each table sits behind a small repository (offsets.py, windows.py, alerts.py, outbox.py,
+ledger.py);
 the schema grows by numbered migrations (migrations.py).
 """
 
@@ -20,13 +22,24 @@ from typing import Any
 from sqlite_utils import Database
 
 from agent.store.alerts import Alerts
+from agent.store.ledger import Invoices
 from agent.store.migrations import migrations, table
 from agent.store.offsets import Counters, Offsets
 from agent.store.outbox import Outbox
-from agent.store.records import Batch, FileOffset, OutboxMessage, OutboxRow
+from agent.store.records import (
+    Batch,
+    FileOffset,
+    InvoiceRow,
+    LedgerChanges,
+    LedgerFinding,
+    OutboxMessage,
+    OutboxRow,
+    WaitRow,
+)
 from agent.store.windows import Windows
 
-__all__ = ["DB_NAME", "Batch", "FileOffset", "OutboxMessage", "OutboxRow", "Store", "utc_now"]
+__all__ = ["DB_NAME", "Batch", "FileOffset", "InvoiceRow", "LedgerChanges", "LedgerFinding",
+           "OutboxMessage", "OutboxRow", "Store", "WaitRow", "utc_now"]
 
 DB_NAME = "agent.db"  # inside state_dir
 
@@ -38,7 +51,8 @@ def utc_now() -> str:
 class Store:
     """SQLite state of one agent. `path=":memory:"` for runs that must not touch state."""
 
-    def __init__(self, path: str | Path, readonly: bool = False):
+    def __init__(self, path: str | Path, readonly: bool = False, scratch: bool = False):
+        """`scratch`: a throwaway database (replay's ledger): nothing is synced to disk."""
         if readonly:
             # `status` beside a running daemon: no migrations, no writes; as_uri() escapes the
             # '#', '?' and '%' a plain "file:" URI would misread
@@ -51,7 +65,7 @@ class Store:
             conn.execute("PRAGMA busy_timeout=5000")
             if str(path) != ":memory:":
                 conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA synchronous=OFF" if scratch else "PRAGMA synchronous=NORMAL")
         self.db = Database(conn)
         if not readonly:
             migrations.apply(self.db)
@@ -60,6 +74,7 @@ class Store:
         self.windows = Windows(self.db)
         self.alerts = Alerts(self.db)
         self.outbox = Outbox(self.db)
+        self.invoices = Invoices(self.db)
 
     def close(self) -> None:
         self.db.close()
@@ -78,18 +93,23 @@ class Store:
                      for k, v in batch.engine_state.items()], pk="key")
             self.alerts.write(batch.alerts, batch.transitions, now)
             self.outbox.add(batch.outbox, now)
+            if batch.ledger is not None:
+                self.invoices.write(batch.ledger)
 
     def engine_state(self) -> dict[str, Any]:
         return {r["key"]: json.loads(r["value"]) for r in table(self.db, "engine_state").rows}
 
-    def prune(self, before: datetime, keep_sent: int = 1000) -> None:
+    def prune(self, before: datetime, keep_sent: int = 1000,
+              ledger_before: datetime | None = None) -> None:
         """Drop what retention no longer covers: windows and alert history older than `before`
         (event time), alerts that ended before it, delivered (or refused) notifications
-        beyond the newest `keep_sent`."""
+        beyond the newest `keep_sent`; completed invoices last seen before `ledger_before`."""
         with self.db.atomic():
             self.windows.prune(before)
             self.alerts.prune(before)
             self.outbox.prune(keep_sent)
+            if ledger_before is not None:
+                self.invoices.prune(ledger_before.timestamp())
 
 
 def _create_private(path: Path) -> None:

@@ -45,3 +45,24 @@ def m001_initial(db: Database) -> None:
 def m002_outbox_per_target(db: Database) -> None:
     # one row per (message, target): a retry goes only to the targets that did not take it
     table(db, "outbox").add_column("target", str, not_null_default="")
+
+
+@migrations()
+def m003_ledger(db: Database) -> None:
+    # one row per invoice; its stages as JSON. The partial index holds only the pending ones
+    # (at the first stage, not yet at the final one): what the pending/overdue features read
+    db.execute("CREATE TABLE ledger_invoices (key TEXT PRIMARY KEY, first_ts REAL NOT NULL, "
+               "last_ts REAL NOT NULL, start_ts REAL, final_ts REAL, data TEXT NOT NULL)")
+    db.execute("CREATE INDEX ledger_invoices_open ON ledger_invoices(start_ts) "
+               "WHERE final_ts IS NULL AND start_ts IS NOT NULL")
+    db.execute("CREATE INDEX ledger_invoices_last ON ledger_invoices(last_ts)")
+    # what each deadline rule waits on: pending rows (overdue 0) are scanned by due time as
+    # event time passes; overdue ones are listed oldest first
+    db.execute("CREATE TABLE ledger_waits (rule TEXT NOT NULL, key TEXT NOT NULL, "
+               "kind TEXT NOT NULL, due REAL NOT NULL, since REAL NOT NULL, "
+               "overdue INTEGER NOT NULL, amount TEXT, PRIMARY KEY (rule, key)) WITHOUT ROWID")
+    db.execute("CREATE INDEX ledger_waits_due ON ledger_waits(rule, overdue, due, since)")
+    db.execute("CREATE TABLE ledger_findings (id INTEGER PRIMARY KEY, kind TEXT NOT NULL, "
+               "key TEXT NOT NULL, rule TEXT NOT NULL, ts REAL NOT NULL, detail TEXT NOT NULL)")
+    db.execute("CREATE INDEX ledger_findings_ts ON ledger_findings(ts)")
+    db.execute("CREATE INDEX ledger_findings_key ON ledger_findings(key)")

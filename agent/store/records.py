@@ -64,6 +64,7 @@ class Batch:
     alerts: list[AlertState] = field(default_factory=list)
     transitions: list[Transition] = field(default_factory=list)
     outbox: list[OutboxMessage] = field(default_factory=list)
+    ledger: "LedgerChanges | None" = None  # the ledger's changes caused by the same lines
 
     def count(self, source: str, name: str, n: int = 1) -> None:
         key = (source, name)
@@ -71,4 +72,62 @@ class Batch:
 
     def empty(self) -> bool:
         return not (self.offsets or self.counters or self.samples or self.windows
-                    or self.alerts or self.transitions or self.outbox)
+                    or self.alerts or self.transitions or self.outbox
+                    or (self.ledger is not None and not self.ledger.empty()))
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceRow:
+    """One invoice of the ledger as stored: times (epoch seconds, event time) and its stages
+    as JSON (agent.ledger.records.InvoiceRecord)."""
+
+    key: str
+    first_ts: float
+    last_ts: float
+    start_ts: float | None  # when it reached the first stage (None: not seen there)
+    final_ts: float | None  # None while the invoice has not reached its final stage
+    data: str
+
+    @property
+    def pending(self) -> bool:
+        """At the first stage and not yet at the final one."""
+        return self.start_ts is not None and self.final_ts is None
+
+
+@dataclass(frozen=True, slots=True)
+class WaitRow:
+    """An invoice a ledger rule waits on: due at `due`, waiting since `since` (epoch s)."""
+
+    rule: str
+    kind: str  # missing | stuck | month_end
+    key: str
+    due: float
+    since: float
+    overdue: bool
+    amount: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerFinding:
+    """Something the ledger found about one invoice, kept for `invoice-agent invoices`."""
+
+    kind: str  # late | mismatch | duplicate | incomplete
+    key: str  # the ledger key, or the number as written when it is malformed
+    rule: str
+    ts: float  # event time
+    detail: dict[str, Any]
+
+
+@dataclass(slots=True)
+class LedgerChanges:
+    """What one batch changed in the ledger, written by `Store.commit` with its offsets."""
+
+    invoices: list[InvoiceRow] = field(default_factory=list)
+    waits: list[WaitRow] = field(default_factory=list)  # inserted or updated
+    gone: list[tuple[str, str]] = field(default_factory=list)  # (rule, key) waits removed
+    findings: list[LedgerFinding] = field(default_factory=list)
+    rules: list[str] | None = None  # when set, waits of any other rule are dropped
+
+    def empty(self) -> bool:
+        return not (self.invoices or self.waits or self.gone or self.findings
+                    or self.rules is not None)
