@@ -30,6 +30,7 @@ from pydantic import (
 
 from agent.configtypes import Duration, error_message, parse_duration
 from agent.ledger.config import LedgerConfig, source_problems
+from agent.model.config import ModelConfig
 from agent.parse.regex_lines import MATCH_TIMEOUT, nested_quantifier
 from agent.types import READABLE_FIELDS
 from agent.yamlfile import FileProblems, Problem, YamlDoc, dotted, read_yaml
@@ -144,6 +145,8 @@ class AgentConfig(_Model):
     rules: list[str] = Field(default_factory=lambda: ["rules/*.yaml"])
     notify: NotifyConfig = Field(default_factory=lambda: NotifyConfig.model_validate({}))
     ledger: LedgerConfig | None = Field(None, description="Invoice ledger (agent/ledger/)")
+    model: ModelConfig | None = Field(
+        None, description="Anomaly model scoring every closed time slot (agent/model/)")
 
     @field_validator("timezone")
     @classmethod

@@ -22,6 +22,8 @@ from typing import Any, Iterable, TextIO
 
 from agent import systemd, wiring
 from agent.counting import Counts
+from agent.model.detector import ModelDetector
+from agent.model.retrain import Retrainer
 from agent.notify.console import print_transition
 from agent.notify.outbox import Dispatcher
 from agent.sources.watch import Waker
@@ -37,11 +39,14 @@ WAKER_CHECK_SECONDS = 5.0
 class Daemon:
     """A running agent. `run()` returns the process exit code."""
 
-    def __init__(self, config_path: str | Path, out: TextIO = sys.stdout):
+    def __init__(self, config_path: str | Path, out: TextIO = sys.stdout,
+                 signals: bool = False):
         self.config_path = Path(config_path)
         self.out = out
         self._stop = False
         self._reload = False
+        if signals:  # before loading: a SIGTERM while starting up still stops cleanly
+            self.install_signals()
         self._uncommitted = False  # a batch failed half way: never checkpoint its state
         self.started = datetime.now().astimezone()
         self.loaded, self.rules = wiring.load_all(self.config_path)
@@ -68,12 +73,34 @@ class Daemon:
                                          wake=lambda: self.waker.wake())
             self.dispatcher.start()
         self._positions_unsaved = True  # e.g. start_at: end positions, before any line
+        self._build_model()
         self.waker_dirs = self._watch_dirs()
         self.waker = Waker(self.waker_dirs)
         self.waker.start()
         self._waker_checked = time.monotonic()
         log.info("running: %d sources, %d rules, notify %s", len(self.sources), len(self.rules),
                  "to %d targets" % len(sender.targets) if self.dispatcher else "to console")
+
+    def _build_model(self) -> None:
+        """The model detector among the rules (if the config has one), and its retraining."""
+        self.model = next((d for d in self.rules if isinstance(d, ModelDetector)), None)
+        self.retrainer: Retrainer | None = None
+        cfg = self.loaded.config
+        if self.model is not None and self.model.path is not None and cfg.model is not None \
+                and cfg.model.retrain_every:
+            pending = {r.name: r.pending_for for r in self.rules}
+            self.retrainer = Retrainer(self.loaded.state_dir / DB_NAME, self.model.spec,
+                                       cfg.model, cfg.window, cfg.timezone, pending,
+                                       self.model.path)
+
+    def _tend_model(self) -> None:
+        """A model file retrained (here or by `invoice-agent train`) is picked up without a
+        restart; a due retraining starts in a child process. Both cost a stat when idle."""
+        if self.model is None:
+            return
+        self.model.reload_if_changed()
+        if self.retrainer is not None:
+            self.retrainer.poll(datetime.now(self.zone))
 
     def _watch_dirs(self) -> list[str]:
         dirs: set[str] = set()
@@ -141,6 +168,7 @@ class Daemon:
                     systemd.notify("WATCHDOG=1")
                     last_ping = mono
                 self._refresh_waker()
+                self._tend_model()
                 if not backlog and not self._stop:
                     self.waker.wait(self.loaded.config.poll_interval.total_seconds())
         finally:
@@ -162,7 +190,9 @@ class Daemon:
                 self.counts.add(fs.name, name, n)
             events = list(self.engine.events(got))
             streams.append(events)
-            if len(got) >= per_source:
+            # a full batch, or lines the source knows of but could not read yet (files waiting
+            # for a descriptor): time must not run ahead of them
+            if len(got) >= per_source or fs.backlog():
                 backlog = True
                 mark = events[-1][0] if events else self.engine.watermarks.get(fs.name)
                 if mark is not None and (limit is None or mark < limit):

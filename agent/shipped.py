@@ -8,10 +8,11 @@ _PACKAGE = Path(__file__).resolve().parent
 
 
 def shipped_dir(kind: str) -> Path:
-    """The folder of shipped `rules` or `config` files.
+    """The folder of shipped `rules`, `config` or `models` files.
 
-    Installed, they are data inside the package (agent/shipped_rules, agent/shipped_config);
-    in a source checkout or an editable install, the top-level rules/ and config/ folders.
+    Installed, they are data inside the package (agent/shipped_rules, agent/shipped_config,
+    agent/shipped_models); in a source checkout or an editable install, the top-level rules/,
+    config/ and models/ folders.
     """
     installed = _PACKAGE / f"shipped_{kind}"
     return installed if installed.is_dir() else _PACKAGE.parent / kind

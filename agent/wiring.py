@@ -7,13 +7,14 @@ and reports every problem at once (FileProblems).
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Callable
 from zoneinfo import ZoneInfo
 
 from agent.config import LoadedConfig, load_config
 from agent.counting import Counts
-from agent.detect.base import Detector
+from agent.detect.base import BuildContext, Detector
 from agent.detect.loader import load_rules
 from agent.ledger.book import Ledger
 from agent.notify.sender import AppriseSender, TargetProblems
@@ -24,12 +25,17 @@ from agent.sources.position import FileCheckpoint
 from agent.store import FileOffset, LedgerChanges, Store
 from agent.yamlfile import FileProblems, Problem
 
+log = logging.getLogger("invoice_agent")
 
-def load_all(config_path: str | Path, notify: bool = True, batch: bool = False
+
+def load_all(config_path: str | Path, notify: bool = True, batch: bool = False,
+             model: bool = True, model_path: str | Path | None = None
              ) -> tuple[LoadedConfig, list[Detector]]:
     """Config and rules, validated together, and every part built once as `run` builds it;
     FileProblems lists everything wrong. `notify=False` (replay, demo) skips loading the
-    notification targets, which they never use; `batch` builds detectors for a replay."""
+    notification targets, which they never use; `batch` builds detectors for a replay.
+    The anomaly model (config `model:`, or `model_path`) joins the detectors when `model`;
+    a model that does not fit is logged and left out: the agent runs on its rules."""
     loaded = load_config(config_path)
     problems: list[Problem] = []
     try:
@@ -42,7 +48,53 @@ def load_all(config_path: str | Path, notify: bool = True, batch: bool = False
     problems += _runtime_problems(loaded, notify)
     if problems:
         raise FileProblems(problems)
+    if model:
+        rules += build_model(loaded, batch, model_path)
     return loaded, rules
+
+
+def context(loaded: LoadedConfig, batch: bool = False) -> BuildContext:
+    c = loaded.config
+    return BuildContext(tuple(s.name for s in c.sources), c.window, batch, ledger=c.ledger,
+                        timezone=c.timezone)
+
+
+def build_model(loaded: LoadedConfig, batch: bool = False,
+                path: str | Path | None = None) -> list[Detector]:
+    """The model detector, when the config has a model or `path` names one (replay --model);
+    [] after logging why when the model file does not fit the config."""
+    cfg = loaded.config.model
+    if cfg is None and path is None:
+        return []
+    if path is not None:
+        path = Path(path).absolute()  # given on the command line: relative to where we are
+    from agent.model.config import ModelConfig
+    from agent.model.detector import build_model_detector
+    from agent.model.files import ModelRefused
+
+    try:
+        return [build_model_detector(cfg or ModelConfig.model_validate({}),
+                                     context(loaded, batch), loaded.base, path)]
+    except ModelRefused as exc:
+        log.warning("model not used, running on the rules alone: %s", exc)
+        return []
+
+
+def model_problems(loaded: LoadedConfig) -> list[Problem]:
+    """For `check`: whether the configured model file fits (metadata only, cheap)."""
+    cfg = loaded.config.model
+    if cfg is None:
+        return []
+    from agent.model.detector import check_model_file
+    from agent.model.files import ModelRefused
+
+    try:
+        check_model_file(cfg, context(loaded), loaded.base)
+    except ModelRefused as exc:
+        file, line = loaded.where(("model", "path"))
+        return [Problem(file, "model.path", f"{exc} (the agent runs on its rules alone)",
+                        line)]
+    return []
 
 
 def warnings(loaded: LoadedConfig, rules: list[Detector]) -> list[Problem]:
