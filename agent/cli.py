@@ -30,18 +30,21 @@ def _print_problems(exc: FileProblems) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from agent.wiring import load_all, warnings
+    from agent.wiring import load_all, model_problems, warnings
 
-    # the same loading as `run`: rules, parsers, notify targets and ${ENV} secrets
+    # the same loading as `run`: rules, parsers, notify targets and ${ENV} secrets; the
+    # model's file is checked against the config from its metadata only
     try:
-        loaded, rules = load_all(args.config)
+        loaded, rules = load_all(args.config, model=False)
     except FileProblems as exc:
         _print_problems(exc)
         return EXIT_FINDINGS  # a failed check (a config `run` would refuse)
     print(f"ok: {args.config}: {len(loaded.config.sources)} source(s), {len(rules)} rule(s)")
     for r in rules:
         print(f"  rule {r.name} ({r.config.type}, {r.severity})")
-    for w in warnings(loaded, rules):
+    if loaded.config.model is not None:
+        print(f"  model {loaded.resolve(loaded.config.model.path)}")
+    for w in warnings(loaded, rules) + model_problems(loaded):
         print(f"warning: {w}")
     return EXIT_OK
 
@@ -49,8 +52,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from agent.daemon import Daemon
 
-    daemon = Daemon(args.config)
-    daemon.install_signals()
+    daemon = Daemon(args.config, signals=True)
     return daemon.run()
 
 
@@ -58,10 +60,16 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from agent.alerts import REPEAT
     from agent.notify.console import print_transition
     from agent.notify.render import jsonl_record
-    from agent.replay import NoSourceForFile, configured_files, match_files, replay
+    from agent.replay import (
+        NoSourceForFile,
+        UnreadableFile,
+        configured_files,
+        match_files,
+        replay,
+    )
     from agent.wiring import load_all
 
-    loaded, rules = load_all(args.config, notify=False, batch=True)
+    loaded, rules = load_all(args.config, notify=False, batch=True, model_path=args.model)
     language = args.language or loaded.config.notify.language
     try:
         pairs = (match_files(loaded, args.files, args.source) if args.files
@@ -82,7 +90,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
         else:
             print_transition(tr, language, sys.stdout)
 
-    result = replay(loaded, rules, pairs, show)
+    try:
+        result = replay(loaded, rules, pairs, show)
+    except UnreadableFile as exc:
+        print(f"invoice-agent replay: cannot read {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     sys.stdout.flush()
     rate = result.lines / result.seconds if result.seconds else 0.0
     print(f"replayed {len(pairs)} file(s): lines {result.lines} unparsed {result.unparsed} "
@@ -184,6 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["text", "jsonl"], default="text",
                    help="jsonl: one JSON object per alert transition on stdout")
     p.add_argument("--language", choices=["zh", "en"], help="summary language (default: config)")
+    p.add_argument("--model", metavar="PATH",
+                   help="score with this model file instead of the config's model.path")
     p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser(
@@ -225,8 +239,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_notify_test)
 
     from agent.ledger.commands import add_commands  # invoices, reconcile: the invoice ledger
+    from agent.model.commands import add_commands as add_model_commands  # train, evaluate
 
     add_commands(sub, common, _config_arg)
+    add_model_commands(sub, common, _config_arg)
     return parser
 
 

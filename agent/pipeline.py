@@ -133,9 +133,9 @@ class Engine:
     def push(self, confirmed: datetime, ev: Event, limit: datetime | None = None) -> None:
         """Show one event: first advance time to `confirmed` (no further than `limit`), then
         count it into its window and show it to the detectors that watch events."""
-        t = confirmed.timestamp()
-        if self._due is None or t >= self._due:
-            self.advance(confirmed if limit is None or confirmed < limit else limit)
+        to = confirmed if limit is None or confirmed < limit else limit
+        if self._due is None or to.timestamp() >= self._due:
+            self.advance(to)
         if self.ledger is not None and ev.source in self.ledger.sources:
             # before the window check: an invoice's event counts in the ledger however late
             self._ledger_event(ev)
@@ -242,6 +242,10 @@ class Engine:
             "windows": self.windows.state(),
             "rules": {d.name: d.state() for d in self.detectors},
             "watermarks": {k: v.isoformat() for k, v in self.watermarks.items()},
+            # each source's last line, so the first line after a restart is confirmed by it
+            # like any other (a lone line stamped hours ahead must not move time then either)
+            "last_lines": {k: c.last.isoformat() for k, c in self._confirm.items()
+                           if c.last is not None},
             **({"ledger": self.ledger.state()} if self.ledger is not None else {}),
         }
 
@@ -256,6 +260,9 @@ class Engine:
                 d.restore(saved[d.name])
         self.watermarks = {k: datetime.fromisoformat(v)
                            for k, v in state.get("watermarks", {}).items() if k in self.parsers}
+        for k, v in (state.get("last_lines") or {}).items():
+            if k in self.parsers:
+                self._confirm.setdefault(k, Confirmed()).last = datetime.fromisoformat(v)
         if self.ledger is not None and isinstance(state.get("ledger"), dict):
             self.ledger.restore(state["ledger"])
 

@@ -86,8 +86,46 @@ def configured_files(loaded: LoadedConfig) -> list[tuple[SourceConfig, str]]:
     return out
 
 
+class UnreadableFile(OSError):
+    """A file given to replay that cannot be read."""
+
+
+def _by_source(pairs: list[tuple[SourceConfig, str]]
+               ) -> list[tuple[SourceConfig, list[str]]]:
+    """Each source's files, oldest (by modification time) first: rotated copies (upload.log.2,
+    upload.log.1) before the live file, as logrotate leaves them, whatever their names sort
+    as."""
+    grouped: dict[str, tuple[SourceConfig, list[str]]] = {}
+    for src, path in pairs:
+        grouped.setdefault(src.name, (src, []))[1].append(path)
+    return [(src, sorted(paths, key=_mtime)) for src, paths in grouped.values()]
+
+
+def _mtime(path: str) -> float:
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return 0.0
+
+
+def _source_events(engine: Engine, counts: Counts, src: SourceConfig, paths: list[str],
+                   hints: dict[str, str]) -> Iterator[tuple[datetime, int, Event]]:
+    """One source's files read one after another, as one stream in its own time: its files
+    are its history in order, and only one of them is open at a time."""
+    seq = 0
+    for path in paths:
+        for confirmed, _, ev in _events(engine, counts, src, path, hints):
+            seq += 1
+            yield confirmed, seq, ev
+
+
 def _events(engine: Engine, counts: Counts, src: SourceConfig, path: str,
             hints: dict[str, str]) -> Iterator[tuple[datetime, int, Event]]:
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:  # a file left out would be a silent hole in the replay
+        raise UnreadableFile(f"{path}: {exc.strerror or exc}") from None
     reader = FileSource(src.name, [glob.escape(path)], encoding=src.encoding,
                         max_line_bytes=src.max_line_bytes)
     seq = 0
@@ -145,8 +183,9 @@ def _replay(loaded: LoadedConfig, detectors: list[Detector],
             if on_transition is not None:
                 on_transition(tr)
 
-    streams = [_events(engine, counts, s, p, result.encoding_hints) for s, p in pairs]
-    # one file is already in its own order; several are merged by confirmed event time
+    streams = [_source_events(engine, counts, s, paths, result.encoding_hints)
+               for s, paths in _by_source(pairs)]
+    # one source is already in its own order; several are merged by confirmed event time
     merged: Iterable[tuple[datetime, int, Event]]
     if len(streams) == 1:
         merged = streams[0]
@@ -161,8 +200,10 @@ def _replay(loaded: LoadedConfig, detectors: list[Detector],
         if engine.transitions:
             emit()
     if last_ts is not None:
-        # the end of the files: let every window that holds data close
-        engine.finish(last_ts + loaded.config.window + loaded.config.lateness, data_end=newest)
+        # the end of the files: every window that holds data closes, the last line's too
+        # (its time was never confirmed by a line after it)
+        end = max(last_ts, newest or last_ts)
+        engine.finish(end + loaded.config.window + loaded.config.lateness, data_end=newest)
         emit()
     drained = engine.drain()
     if store is not None and drained.ledger is not None:

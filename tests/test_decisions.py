@@ -4,16 +4,20 @@ must not flap, a burst at a window's edge, resolved messages after a restart."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+
+import pytest
 
 from agent.config import load_config
 from agent.daemon import Daemon
 from agent.detect.loader import load_rules
-from agent.replay import match_files, replay
+from agent.replay import UnreadableFile, match_files, replay
 from tests.test_daemon import Agent, append, db_rows, wait_for
 
 TZ = timezone(timedelta(hours=8))
@@ -242,3 +246,46 @@ def test_a_new_burst_within_the_lateness_of_a_quiet_window_keeps_the_alert_firin
         ("firing", T10 + timedelta(seconds=15)),
         ("resolved", T10 + timedelta(minutes=4)),  # [10:03, 10:04) is the first quiet window after
     ]
+
+
+def test_replay_of_a_rotated_pair_decides_as_replay_of_the_whole_file(tmp_path):
+    config = setup(tmp_path)
+    t0 = datetime(2026, 11, 2, 8, 0, tzinfo=TZ)
+    whole = gap_and_burst(t0).splitlines(keepends=True)
+    log = tmp_path / "logs" / "upload.log"
+    log.write_text("".join(whole), encoding="utf-8")
+    offline = replayed(config, log)
+    # logrotate's pair: the older half in upload.log.1 (older mtime), named after the live file
+    rotated, live = tmp_path / "logs" / "upload.log.1", tmp_path / "logs" / "upload.log"
+    rotated.write_text("".join(whole[:len(whole) // 2]), encoding="utf-8")
+    live.write_text("".join(whole[len(whole) // 2:]), encoding="utf-8")
+    os.utime(rotated, (time.time() - 3600, time.time() - 3600))
+    result = subprocess.run([sys.executable, "-m", "agent", "replay", "-c", str(config),
+                             "--format", "jsonl", "--source", "upload", str(live), str(rotated)],
+                            capture_output=True, text=True, timeout=60)
+    pair = [(datetime.fromisoformat(r["ts"]), r["rule"], r["state"])
+            for r in map(json.loads, result.stdout.splitlines())]
+    assert pair == offline and len(offline) == 6
+
+
+def test_replay_closes_the_window_of_a_last_line_after_a_gap(tmp_path):
+    config = setup(tmp_path)
+    t0 = datetime(2026, 11, 2, 8, 0, tzinfo=TZ)
+    lines = [t0 + timedelta(seconds=10 * i) for i in range(360)]  # 08:00 .. 08:59:50
+    lines.append(t0 + timedelta(hours=2, minutes=30))  # one line after the gap, then the end
+    log = tmp_path / "logs" / "upload.log"
+    log.write_text("".join(line(t) for t in lines), encoding="utf-8")
+    got = [(ts, state) for ts, rule, state in replayed(config, log) if rule == "upload_silence"]
+    assert got == [(t0 + timedelta(minutes=105), "firing"),
+                   (t0 + timedelta(hours=2, minutes=35), "resolved")]
+
+
+def test_replay_of_a_file_that_cannot_be_read_is_an_error_not_a_silent_hole(tmp_path):
+    config = setup(tmp_path)
+    log = tmp_path / "logs" / "upload.log"
+    log.write_text(line(datetime(2026, 11, 2, 8, 0, tzinfo=TZ)), encoding="utf-8")
+    loaded = load_config(config)
+    pairs = match_files(loaded, [str(log)])
+    log.unlink()  # gone between naming it and reading it
+    with pytest.raises(UnreadableFile, match="upload.log"):
+        replay(loaded, [], pairs)
