@@ -6,7 +6,6 @@ import json
 import logging
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from agent.sources.files import FileSource
+from tests.test_daemon import db_rows
 
 
 def append(path: str | bytes | Path, data: bytes | str) -> None:
@@ -80,19 +80,6 @@ def wait_for(cond: Callable[[], object], what: str, proc: subprocess.Popen,
             raise AssertionError(f"the agent exited ({proc.returncode}) waiting for {what}")
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
-
-
-def db_rows(config: Path, sql: str) -> list[tuple]:
-    db = config.parent / "state" / "agent.db"
-    if not db.exists():
-        return []
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
-    try:
-        return conn.execute(sql).fetchall()
-    except sqlite3.OperationalError:
-        return []  # tables not created yet
-    finally:
-        conn.close()
 
 
 def run_agent(config: Path, until: Callable[[], object]) -> tuple[int, str]:
