@@ -238,8 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(t)
     t.set_defaults(func=cmd_notify_test)
 
-    from agent.ledger.commands import add_commands  # invoices, reconcile: the invoice ledger
-    from agent.model.commands import add_commands as add_model_commands  # train, evaluate
+    from agent.invoices import add_commands  # invoices, reconcile: the invoice ledger
+    from agent.training.commands import add_commands as add_model_commands  # train, evaluate
 
     add_commands(sub, common, _config_arg)
     add_model_commands(sub, common, _config_arg)

@@ -22,12 +22,12 @@ from typing import Any, Iterable, TextIO
 
 from agent import systemd, wiring
 from agent.counting import Counts
-from agent.model.detector import ModelDetector
-from agent.model.retrain import Retrainer
+from agent.detect.model import ModelDetector
 from agent.notify.console import print_transition
 from agent.notify.outbox import Dispatcher
 from agent.sources.watch import Waker
 from agent.store import DB_NAME, Batch, Store
+from agent.training.retrain import Retrainer
 from agent.types import Event, Transition
 from agent.yamlfile import FileProblems
 

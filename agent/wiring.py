@@ -68,8 +68,8 @@ def build_model(loaded: LoadedConfig, batch: bool = False,
         return []
     if path is not None:
         path = Path(path).absolute()  # given on the command line: relative to where we are
+    from agent.detect.model import build_model_detector
     from agent.model.config import ModelConfig
-    from agent.model.detector import build_model_detector
     from agent.model.files import ModelRefused
 
     try:
@@ -85,7 +85,7 @@ def model_problems(loaded: LoadedConfig) -> list[Problem]:
     cfg = loaded.config.model
     if cfg is None:
         return []
-    from agent.model.detector import check_model_file
+    from agent.detect.model import check_model_file
     from agent.model.files import ModelRefused
 
     try:

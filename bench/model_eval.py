@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agent.model.config import ModelConfig  # noqa: E402
-from agent.model.evaluate import synthetic_evaluation  # noqa: E402
+from agent.training.evaluate import synthetic_evaluation  # noqa: E402
 
 
 def main() -> int:

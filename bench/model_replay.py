@@ -29,11 +29,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from agent.alerts import REPEAT  # noqa: E402
 from agent.demo import prepare  # noqa: E402
 from agent.detect.base import BuildContext  # noqa: E402
-from agent.model.commands import model_config  # noqa: E402
-from agent.model.demo_model import DEMO_DAY  # noqa: E402
-from agent.model.detector import build_model_detector  # noqa: E402
+from agent.detect.model import build_model_detector  # noqa: E402
 from agent.replay import configured_files, match_files, replay  # noqa: E402
 from agent.simulator import simulate  # noqa: E402
+from agent.training.commands import model_config  # noqa: E402
+from agent.training.demo_model import DEMO_DAY  # noqa: E402
 from agent.wiring import load_all  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -49,8 +49,8 @@ loaded, rules = load_all(config, notify=False, batch=True)
 dets, det = list(rules), None
 if mode != "rules":
     from agent.detect.base import BuildContext
-    from agent.model.commands import model_config
-    from agent.model.detector import build_model_detector
+    from agent.training.commands import model_config
+    from agent.detect.model import build_model_detector
     c = loaded.config
     ctx = BuildContext(tuple(s.name for s in c.sources), c.window, batch=work == "replay",
                        ledger=c.ledger, timezone=c.timezone)
@@ -134,7 +134,7 @@ def main() -> int:
 
         live = detector(loaded, batch=False)
         from agent.model.features import slots_from_windows
-        from agent.model.history import windows_from_logs
+        from agent.training.history import windows_from_logs
 
         wins, _ = windows_from_logs(loaded, [], live.spec.watched, files[:4])
         slots = slots_from_windows(wins, live.spec)

@@ -22,12 +22,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agent.model import demo_model, synthetic  # noqa: E402
+from agent.model import synthetic  # noqa: E402
 from agent.model.config import ModelConfig  # noqa: E402
 from agent.model.features import FeatureSpec  # noqa: E402
 from agent.model.files import save_model  # noqa: E402
-from agent.model.retrain import train_from_store  # noqa: E402
 from agent.store import DB_NAME, Batch, Store  # noqa: E402
+from agent.training import demo_model  # noqa: E402
+from agent.training.retrain import train_from_store  # noqa: E402
 
 
 def main() -> int:

@@ -15,12 +15,12 @@ import pytest
 import yaml
 
 from agent.model import synthetic
-from agent.model.evaluate import run_windows
 from agent.model.features import FeatureSpec, slots_from_windows
-from agent.model.history import windows_from_logs
 from agent.model.train import fit_model
 from agent.simulator import simulate
 from agent.sources.files import FileSource
+from agent.training.evaluate import run_windows
+from agent.training.history import windows_from_logs
 from tests.test_model_helpers import TEST_DAY, WINDOW, ZONE, config, context, detector
 
 REPO = Path(__file__).resolve().parent.parent
@@ -130,7 +130,7 @@ def _daemon_like(loaded, det, pairs, per_poll: int = 700):
 
 
 def test_run_and_replay_give_the_same_model_alerts_on_log_files(tmp_path: Path):
-    from agent.model.detector import ModelDetector
+    from agent.detect.model import ModelDetector
     from agent.replay import match_files, replay
     from agent.wiring import load_all
 

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from agent.detect.base import BuildContext
-from agent.model.detector import build_model_detector, check_model_file
+from agent.detect.model import build_model_detector, check_model_file
 from agent.model.files import (
     ModelRefused,
     arrays_path,
@@ -160,7 +160,7 @@ def test_a_save_keeps_the_previous_pair_and_rollback_restores_it(saved: Path):
 
 def test_commands_and_help_do_not_import_sklearn():
     code = ("import sys, argparse\n"
-            "from agent.model.commands import add_commands\n"
+            "from agent.training.commands import add_commands\n"
             "p = argparse.ArgumentParser(prog='invoice-agent')\n"
             "add_commands(p.add_subparsers(), argparse.ArgumentParser(add_help=False))\n"
             "for c in ('train', 'evaluate'):\n"
@@ -168,7 +168,7 @@ def test_commands_and_help_do_not_import_sklearn():
             "        p.parse_args([c, '--help'])\n"
             "    except SystemExit:\n"
             "        pass\n"
-            "import agent.model.detector, agent.model.train\n"
+            "import agent.detect.model, agent.model.train\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('sklearn', 'skops')))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=Path(__file__).resolve().parent.parent, timeout=60, check=True)

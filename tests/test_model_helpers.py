@@ -8,10 +8,10 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from agent.detect.base import BuildContext
+from agent.detect.model import ModelDetector
 from agent.model import synthetic
 from agent.model.config import ModelConfig
 from agent.model.core import Model
-from agent.model.detector import ModelDetector
 from agent.model.features import FeatureSpec, Slot, slots_from_windows
 from agent.model.train import TrainReport, fit_model
 

@@ -9,16 +9,16 @@ from pathlib import Path
 import numpy as np
 
 from agent.config import load_config
-from agent.model import demo_model
-from agent.model.commands import spec_of
 from agent.model.files import arrays_path, check_fits, load_model, meta_path
+from agent.training import demo_model
+from agent.training.commands import spec_of
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = REPO / "models" / "demo.skops"
 
 
 def test_the_documented_command_rebuilds_the_shipped_model(tmp_path: Path, capsys):
-    assert "python -m agent.model.demo_model models/demo.skops" in (
+    assert "python -m agent.training.demo_model models/demo.skops" in (
         REPO / "models" / "README.md").read_text(encoding="utf-8")
     out = tmp_path / "demo.skops"
     assert demo_model.build(out, workdir=tmp_path / "work") == 0

@@ -17,14 +17,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from agent.model import commands, synthetic
-from agent.model.detector import build_model_detector
+from agent.detect.model import build_model_detector
+from agent.model import synthetic
 from agent.model.features import Slot
 from agent.model.files import meta_path, previous_path
-from agent.model.retrain import Retrainer, retrain_due
 from agent.model.train import TrainingRefused, fit_model
 from agent.simulator import simulate
 from agent.store import DB_NAME, Batch, Store
+from agent.training import commands
+from agent.training.retrain import Retrainer, retrain_due
 from agent.types import Transition
 from tests.test_model_helpers import SPEC, WINDOW, ZONE, config, context, trained
 

@@ -94,7 +94,7 @@ import sys
 from pathlib import Path
 from zoneinfo import ZoneInfo
 from agent.model import synthetic
-from agent.model.detector import build_model_detector
+from agent.detect.model import build_model_detector
 from tests.test_model_helpers import TEST_DAY, config, context
 
 path = Path(sys.argv[1])

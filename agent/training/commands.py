@@ -19,7 +19,7 @@ from agent.model.config import ModelConfig
 from agent.types import Transition
 
 if TYPE_CHECKING:
-    from agent.model.detector import ModelDetector
+    from agent.detect.model import ModelDetector
     from agent.model.features import FeatureSpec
 
 DEFAULT_CONFIG = "/etc/invoice-agent/agent.yaml"
@@ -105,11 +105,11 @@ def _err(command: str, message: object) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from agent.model.features import slots_from_windows
     from agent.model.files import arrays_path, meta_path, previous_path, save_model
-    from agent.model.history import Progress, alert_spans, parse_range, windows_from_logs
-    from agent.model.retrain import train_from_store
     from agent.model.train import TrainingRefused, fit_model
     from agent.replay import NoSourceForFile
     from agent.store import DB_NAME
+    from agent.training.history import Progress, alert_spans, parse_range, windows_from_logs
+    from agent.training.retrain import train_from_store
     from agent.wiring import load_all
 
     loaded, rules = load_all(args.config, notify=False, batch=True)
@@ -153,12 +153,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 # -- evaluate ------------------------------------------------------------------------------
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from agent.detect.base import BuildContext
-    from agent.model.detector import build_model_detector
-    from agent.model.evaluate import run_windows
+    from agent.detect.model import build_model_detector
     from agent.model.files import ModelRefused
-    from agent.model.history import stored_history
     from agent.replay import NoSourceForFile, match_files, replay
     from agent.store import DB_NAME
+    from agent.training.evaluate import run_windows
+    from agent.training.history import stored_history
     from agent.wiring import load_all
 
     loaded, rules = load_all(args.config, notify=False, batch=True)

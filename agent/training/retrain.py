@@ -7,7 +7,7 @@ The daemon owns the loop; this module gives it three calls:
                                    # logs the outcome of a finished one
     detector.reload_if_changed()   # every loop turn: a new file on disk is taken, no restart
 
-Retraining runs in a child process (`python -m agent.model.retrain`, at lower priority):
+Retraining runs in a child process (`python -m agent.training.retrain`, at lower priority):
 training needs scikit-learn, and importing it would stay in the daemon for good (~110 MiB of
 RSS; the daemon scores with numpy alone, docs/model.md). The child reads the last
 `retrain_days` of stored windows through its own read-only SQLite connection, leaves out
@@ -34,8 +34,8 @@ from typing import Any
 from agent.model.config import ModelConfig
 from agent.model.features import FeatureSpec, slots_from_windows
 from agent.model.files import ModelRefused, read_meta, save_model
-from agent.model.history import Span, stored_history
 from agent.model.train import TrainingRefused, TrainReport, fit_model
+from agent.training.history import Span, stored_history
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ def train_in_child(state_db: Path, spec: FeatureSpec, cfg: ModelConfig, window: 
     package_root = str(Path(__file__).resolve().parents[2])
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [package_root, *filter(None, [os.environ.get("PYTHONPATH")])]))
-    done = subprocess.run([sys.executable, "-m", "agent.model.retrain"], input=json.dumps(job),
+    done = subprocess.run([sys.executable, "-m", "agent.training.retrain"], input=json.dumps(job),
                           capture_output=True, text=True, env=env, check=False)
     try:
         answer = json.loads(done.stdout.strip().splitlines()[-1])
@@ -144,7 +144,7 @@ def train_in_child(state_db: Path, spec: FeatureSpec, cfg: ModelConfig, window: 
 
 
 def _child() -> int:
-    """`python -m agent.model.retrain`: the job as JSON on stdin, the answer on stdout."""
+    """`python -m agent.training.retrain`: the job as JSON on stdin, the answer on stdout."""
     try:
         os.nice(10)  # the daemon beside it keeps its CPU
     except OSError:

@@ -13,9 +13,9 @@ from zoneinfo import ZoneInfo
 
 from agent.alerts import AlertBook
 from agent.detect.base import BuildContext, Detector
+from agent.detect.model import ModelDetector
 from agent.model import synthetic
 from agent.model.config import ModelConfig
-from agent.model.detector import ModelDetector
 from agent.model.features import FeatureSpec, slots_from_windows
 from agent.model.train import fit_model
 from agent.types import Finding, Transition, Window

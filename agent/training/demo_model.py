@@ -1,6 +1,6 @@
 """Rebuild the demo's shipped model (models/demo.skops) the documented way:
 
-    python -m agent.model.demo_model models/demo.skops
+    python -m agent.training.demo_model models/demo.skops
 
 lays out the demo (config/agent.yaml and the shipped rules, as `invoice-agent demo` does),
 simulates DAYS healthy days before the demo day with agent.simulator (no incidents, one seed
@@ -41,7 +41,7 @@ def history(workdir: Path, days: int = DAYS, last: date = DEMO_DAY - timedelta(d
 
 def build(out: Path, workdir: Path | None = None, days: int = DAYS) -> int:
     """Write the demo model to `out`; the exit code of `invoice-agent train`."""
-    from agent.model.commands import add_commands
+    from agent.training.commands import add_commands
 
     tmp = None
     if workdir is None:
