@@ -22,7 +22,7 @@ from agent.alerts import AlertBook, AlertState
 from agent.config import AgentConfig, LoadedConfig, SourceConfig
 from agent.counting import Counts
 from agent.detect.base import Detector
-from agent.detect.ledger_base import LedgerRule
+from agent.detect.ledger_base import EpisodeRule, LedgerRule
 from agent.features import Windows
 from agent.ledger.book import Ledger
 from agent.parse import ParseSpec, build_parser
@@ -72,6 +72,9 @@ class Engine:
         self.counts = counts if counts is not None else Counts()
         self.ledger = ledger
         self._on_ledger: list[Detector] = []
+        # those shown an update without a problem: episode rules (mismatch, duplicate,
+        # incomplete) find nothing in one
+        self._on_clean: list[Detector] = []
         for d in detectors:
             if isinstance(d, LedgerRule):
                 if ledger is None:
@@ -93,6 +96,8 @@ class Engine:
                 self._on_tick.append(d)
             if w.ledger:
                 self._on_ledger.append(d)
+                if type(d).on_ledger is not EpisodeRule.on_ledger:
+                    self._on_clean.append(d)
         self.book = AlertBook({d.name: d for d in detectors}, cfg.notify.repeat_interval)
         self._step = cfg.window.total_seconds()
         self._lateness = cfg.lateness.total_seconds()
@@ -159,14 +164,18 @@ class Engine:
     def _ledger_event(self, ev: Event) -> None:
         assert self.ledger is not None
         update = self.ledger.observe(ev)
-        if update is None or not self._on_ledger:
+        if update is None:
             return
         findings: list[Finding] = []
-        for d in self._on_ledger:
+        problem = update.problems or update.mismatches or update.duplicate
+        for d in self._on_ledger if problem else self._on_clean:
             try:
-                findings.extend(d.on_ledger(update))
+                found = d.on_ledger(update)
             except ValueError as exc:
                 self._eval_failed(d, exc)
+            else:
+                if found:
+                    findings.extend(found)
         if findings:
             self._decide(findings)
 

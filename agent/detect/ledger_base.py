@@ -155,7 +155,8 @@ class EpisodeRule(LedgerRule):
         raise NotImplementedError
 
     def on_ledger(self, update: Update) -> Collection[Finding]:
-        if not update.anything():
+        # the engine shows an episode rule only the updates that show a problem (`anything`)
+        if not (update.problems or update.mismatches or update.duplicate):
             return NO_FINDINGS
         got = self.items(update)
         if not got:

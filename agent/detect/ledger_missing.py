@@ -62,6 +62,7 @@ class MissingRule(DeadlineRule):
         self.silent_min = config.silent_min
         self.to_source = self.ledger_config.stages[config.to].source
         self.last_arrival: float | None = None  # the last time any invoice reached `to`
+        self._deadline = self.deadline.total_seconds()
 
     def start(self, now: datetime) -> None:
         if self.last_arrival is None:
@@ -69,15 +70,14 @@ class MissingRule(DeadlineRule):
 
     def on_ledger(self, update: Update) -> Collection[Finding]:
         rec = update.record
-        if rec is None or not update.reached:
+        reached = update.reached
+        if rec is None or not reached:
             return NO_FINDINGS
-        ts = update.ts
-        if self.to_stage in update.reached:
-            self.ended(rec.key, ts, {"from": self.from_stage, "to": self.to_stage})
-        if self.from_stage in update.reached and self.to_stage not in rec.stages:
+        if self.to_stage in reached:
+            self.ended(rec.key, update.ts, {"from": self.from_stage, "to": self.to_stage})
+        if self.from_stage in reached and self.to_stage not in rec.stages:
             since = rec.stages[self.from_stage].ts
-            self.waits.add(rec.key, since + self.deadline.total_seconds(), since, rec.amount(),
-                           self.cutoff)
+            self.waits.add(rec.key, since + self._deadline, since, rec.amount(), self.cutoff)
         return NO_FINDINGS
 
     def _end(self, key: str, ts: float, detail: dict[str, Any]) -> WaitRow | None:

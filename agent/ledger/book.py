@@ -11,12 +11,11 @@ passes `flush` to write them to its scratch database every few thousand records 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol
 
-from agent.config import SourceConfig
 from agent.counting import Counts
 from agent.ledger.config import FIELDS, LedgerConfig, StageConfig
 from agent.ledger.deadlines import Deadlines
@@ -31,10 +30,22 @@ FLUSH_EVERY = 5000  # records buffered before replay writes them out
 # replay writes its buffer out before a window's gauges when it holds more than this many
 # records: the gauges correct the stored counts record by record
 GAUGE_FLUSH = 512
+HOT_RECORDS = 16384  # stored records kept in memory after their batch (bounded)
+ROUTES = 1024  # distinct (source, event, status) and log paths remembered
+
+
+class NamedSource(Protocol):
+    """What the ledger needs of a configured source (agent.config.SourceConfig)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def fields(self) -> Mapping[str, str]: ...
 
 
 class Ledger:
-    def __init__(self, config: LedgerConfig, sources: Sequence[SourceConfig], repo: Invoices,
+    def __init__(self, config: LedgerConfig, sources: Sequence[NamedSource], repo: Invoices,
                  window: timedelta, lateness: timedelta, counts: Counts | None = None,
                  flush: Callable[[LedgerChanges], None] | None = None):
         self.config = config
@@ -52,6 +63,18 @@ class Ledger:
         self._flush = flush
         # key -> (record, its first-stage time as stored if the stored row was pending)
         self._dirty: dict[str, tuple[InvoiceRecord, float | None]] = {}
+        # records written by the last batches, as stored (same entry shape): the invoice's
+        # next stage usually comes soon after, and is then found without a read and a JSON
+        # decode. Two generations of at most HOT_RECORDS // 2 each keep it bounded.
+        self._hot: dict[str, tuple[InvoiceRecord, float | None]] = {}
+        self._hot_old: dict[str, tuple[InvoiceRecord, float | None]] = {}
+        self._hot_gen = repo.generation
+        # (source, event, status) -> the stages such an event reaches (None: not about one)
+        self._routes: dict[tuple[str, str | None, str | None],
+                           tuple[tuple[str, StageConfig], ...] | None] = {}
+        self._require = {name: tuple(stage.require) for name, stage in config.stages.items()}
+        self._compare_fields = tuple(config.compare)
+        self._files: dict[str, str | None] = {}  # a log's path -> its file name
         self._findings: list[LedgerFinding] = []
         self._trackers: dict[str, Deadlines] = {}
         self._rules: list[str] | None = None
@@ -60,26 +83,37 @@ class Ledger:
         self.horizon = math.inf  # replay: the end of the data, beyond which nothing is judged
 
     # -- events in ---------------------------------------------------------------------------
-    def observe(self, ev: Event) -> Update | None:
-        """Record one event of a stage source; None when it is not about an invoice stage."""
-        stages = self._by_source.get(ev.source)
-        if stages is None:
-            return None
+    def _route(self, source: str, event: str | None, status: str | None
+               ) -> tuple[tuple[str, StageConfig], ...] | None:
+        """The stages an event of `source` with this event and status reaches (None: it is
+        not about any stage of the source)."""
         about = False
         reached: list[tuple[str, StageConfig]] = []
-        for name, stage in stages:
-            if stage.event is not None and ev.event != stage.event:
+        for name, stage in self._by_source.get(source, ()):
+            if stage.event is not None and event != stage.event:
                 continue
             about = True
-            if stage.status is None or ev.status == stage.status:
+            if stage.status is None or status == stage.status:
                 reached.append((name, stage))
-        if not about:
+        out = tuple(reached) if about else None
+        if len(self._routes) < ROUTES:  # statuses come from the logs: keep the table bounded
+            self._routes[(source, event, status)] = out
+        return out
+
+    def observe(self, ev: Event) -> Update | None:
+        """Record one event of a stage source; None when it is not about an invoice stage."""
+        source = ev.source
+        if source not in self._by_source:
+            return None
+        route = (source, ev.event, ev.status)
+        reached = self._routes[route] if route in self._routes else self._route(*route)
+        if reached is None:
             return None
         ts = ev.ts.timestamp()
         number = ev.invoice_no
         if number is None:
             if reached:  # counted, not ledgered: there is nothing to key it by
-                self.counts.add(ev.source, "ledger_no_key")
+                self.counts.add(source, "ledger_no_key")
                 self.windows.count("no_key", ts)
             return None
         code = ev.extra.get(self.config.code) if self.config.code else None
@@ -89,14 +123,29 @@ class Ledger:
         else:
             key, why = invoice_key(number, str(code) if code is not None else None,
                                    self.config.check_numbers)
-        problems = self._field_problems(ev)
+        # the fields' own checks (each distinct date and taxpayer id is checked once)
+        problems: list[str] = []
+        if ev.amount is None:
+            raw = self._raw_amount(ev)
+            if raw is not None:
+                problems.append(f"amount {str(raw)[:40]!r} is not a number")
+        if ev.issue_date is not None and not _is_date(ev.issue_date):
+            problems.append(f"issue date {ev.issue_date[:40]!r} is not a date")
+        if ev.taxpayer_id is not None and self.config.check_taxpayer_ids:
+            bad = taxpayer_problem(ev.taxpayer_id)
+            if bad:
+                problems.append(bad)
         if key is None:
-            self.counts.add(ev.source, "ledger_malformed")
+            self.counts.add(source, "ledger_malformed")
             update = Update(ev, ts, None, number, None, tuple(n for n, _ in reached),
                             problems=(why, *problems))
             self._incomplete(update)
             return update
-        rec, new = self._record(key, number, ts)
+        got = self._dirty.get(key)
+        if got is not None:
+            rec, new = got[0], False
+        else:
+            rec, new = self._record(key, number, ts)
         if ev.taxpayer_id and self._one_taxpayer:
             if rec.taxpayer_id is None:
                 rec.taxpayer_id = ev.taxpayer_id
@@ -106,36 +155,55 @@ class Ledger:
         first: list[str] = []
         mismatches: list[Mismatch] = []
         duplicate = None
-        for name, stage in reached:
-            seen = rec.stages.get(name)
+        stages = rec.stages
+        for name, _stage in reached:
+            seen = stages.get(name)
             if seen is None:
-                seen = Seen.of(ev, ts)
-                if rec.stages:
+                path = ev.path
+                if not path:
+                    file = None
+                else:
+                    file = self._files.get(path)
+                    if file is None:
+                        file = path.rsplit("/", 1)[-1]
+                        if len(self._files) < ROUTES:
+                            self._files[path] = file
+                seen = Seen(ts, ev.amount, ev.issue_date, ev.taxpayer_id, ev.status, source,
+                            file, ev.line_no)
+                if stages:
                     mismatches += self._compare(rec, name, seen)
-                rec.stages[name] = seen
+                stages[name] = seen
                 first.append(name)
-                problems += [f"{name} without {f}" for f in stage.require if getattr(ev, f) is None
-                             and not (f == "amount" and self._raw_amount(ev) is not None)]
+                require = self._require[name]
+                if require:
+                    problems += [f"{name} without {f}" for f in require
+                                 if getattr(ev, f) is None and not (
+                                     f == "amount" and self._raw_amount(ev) is not None)]
             else:
                 diffs = _diffs(seen, ev)
                 if diffs:
                     duplicate = Duplicate(name, diffs)
                 else:
                     seen.n += 1
-                seen.ts = min(seen.ts, ts)
-        was_pending = rec.pending
-        if self._first in first:
-            rec.start_ts = ts
-            self.windows.count("issued", ts)
-        if self._final in first:
-            rec.final_ts = ts
-            if rec.start_ts is not None:
-                self.windows.lag(ts, ts - rec.start_ts)
-        self.open += rec.pending - was_pending
+                if ts < seen.ts:
+                    seen.ts = ts
+        if first:
+            was_pending = rec.start_ts is not None and rec.final_ts is None
+            if self._first in first:
+                rec.start_ts = ts
+                self.windows.count("issued", ts)
+            if self._final in first:
+                rec.final_ts = ts
+                if rec.start_ts is not None:
+                    self.windows.lag(ts, ts - rec.start_ts)
+            self.open += (rec.start_ts is not None and rec.final_ts is None) - was_pending
         status_before = rec.status
         if ev.status is not None and (rec.status_ts is None or ts >= rec.status_ts):
             rec.status, rec.status_ts = ev.status, ts
-        rec.first_ts, rec.last_ts = min(rec.first_ts, ts), max(rec.last_ts, ts)
+        if ts < rec.first_ts:
+            rec.first_ts = ts
+        if ts > rec.last_ts:
+            rec.last_ts = ts
         update = Update(ev, ts, key, number, rec, tuple(first), new, status_before,
                         tuple(problems), tuple(mismatches), duplicate)
         if problems or mismatches or duplicate:
@@ -147,6 +215,13 @@ class Ledger:
     def _record(self, key: str, number: str, ts: float) -> tuple[InvoiceRecord, bool]:
         got = self._dirty.get(key)
         if got is not None:
+            return got[0], False
+        if self._hot_gen != self.repo.generation:  # rows were deleted (pruned) since
+            self._hot, self._hot_old = {}, {}
+            self._hot_gen = self.repo.generation
+        got = self._hot.get(key) or self._hot_old.get(key)
+        if got is not None:
+            self._dirty[key] = got
             return got[0], False
         row = self.repo.get(key)
         if row is None:
@@ -160,29 +235,19 @@ class Ledger:
     def _raw_amount(self, ev: Event) -> Any:
         return ev.extra.get(self._amount_key.get(ev.source, "amount"))
 
-    def _field_problems(self, ev: Event) -> list[str]:
-        out = []
-        raw = self._raw_amount(ev) if ev.amount is None else None
-        if raw is not None:
-            out.append(f"amount {str(raw)[:40]!r} is not a number")
-        if ev.issue_date is not None and not _is_date(ev.issue_date):
-            out.append(f"issue date {ev.issue_date[:40]!r} is not a date")
-        if ev.taxpayer_id is not None and self.config.check_taxpayer_ids:
-            why = taxpayer_problem(ev.taxpayer_id)
-            if why:
-                out.append(why)
-        return out
-
     def _compare(self, rec: InvoiceRecord, stage: str, seen: Seen) -> list[Mismatch]:
         """The compared fields of a stage just reached against the earliest stage giving each."""
         out = []
-        for field in self.config.compare:
-            value = seen.get(field)
+        stages = rec.stages
+        for field in self._compare_fields:
+            value = getattr(seen, field)
             if value is None:
                 continue
             for name in self.order:
-                other = rec.stages.get(name)
-                ref = other.get(field) if other is not None and name != stage else None
+                other = stages.get(name)
+                if other is None or name == stage:
+                    continue
+                ref = getattr(other, field)
                 if ref is None:
                     continue
                 if not same_value(field, ref, value):
@@ -266,12 +331,22 @@ class Ledger:
     # -- the batch commit --------------------------------------------------------------------
     def take(self) -> LedgerChanges:
         """This batch's changes, for the commit; the ledger starts a new batch."""
-        changes = LedgerChanges([rec.to_row() for rec, _ in self._dirty.values()],
+        dirty = self._dirty
+        changes = LedgerChanges([rec.to_row() for rec, _ in dirty.values()],
                                 findings=self._findings, rules=self._rules)
         for t in self._trackers.values():
             write, gone = t.take()
             changes.waits += write
             changes.gone += gone
+        # what was just handed over is what the store will hold: keep it hot
+        hot = self._hot
+        if len(hot) + len(dirty) > HOT_RECORDS // 2:
+            self._hot_old, hot = hot, {}
+            self._hot = hot
+        for key, (rec, _) in dirty.items():
+            hot[key] = (rec, rec.start_ts if rec.final_ts is None else None)
+        if len(hot) > HOT_RECORDS // 2:  # one batch larger than a generation
+            self._hot_old, self._hot = {}, {}
         self._dirty, self._findings, self._rules = {}, [], None
         return changes
 

@@ -89,6 +89,8 @@ def _short(text: str) -> str:
 def same_value(field: str, a: str, b: str) -> bool:
     """Amounts compare as numbers ("1234.5" is "1234.50"); other fields as written."""
     if field == "amount":
+        if a == b and "a" not in a and "A" not in a:  # the same text (not NaN, unequal to
+            return True                                # itself as a number): the same amount
         try:
             return Decimal(a) == Decimal(b)
         except InvalidOperation:

@@ -21,21 +21,42 @@ _WAIT_COLUMNS = "rule, kind, key, due, since, overdue, amount"
 # the partial index's condition, written the same way so SQLite uses the index
 _PENDING = "final_ts IS NULL AND start_ts IS NOT NULL"
 _FETCH = 64  # rows per fetch of a lazy listing
+# the Bloom filter of stored keys: 2**24 bits (2 MiB), two probes from the key's hash; about
+# 1% of the keys not stored are read for at a million stored invoices
+_BLOOM_BITS = 1 << 24
+_BLOOM_BYTES = _BLOOM_BITS // 8
+_BLOOM_MASK = _BLOOM_BITS - 1
+_GET = ("SELECT key, first_ts, last_ts, start_ts, final_ts, data FROM ledger_invoices "
+        "WHERE key = ?")
+_GET_WAIT = f"SELECT {_WAIT_COLUMNS} FROM ledger_waits WHERE rule = ? AND key = ?"
 
 
 class Invoices:
     def __init__(self, db: Database):
         self.db = db
+        self.generation = 0  # counts prunes: what a reader kept in memory may be gone since
+        # keys that may be stored (a Bloom filter, made at the first `get`): most invoices are
+        # new when first seen, and a key not in it is not read for. Only this connection
+        # writes the table while the ledger runs, and every write goes through `write`.
+        self._keys: bytearray | None = None
 
     # -- the running ledger ----------------------------------------------------------------
     def get(self, key: str) -> InvoiceRow | None:
-        row = self.db.execute("SELECT key, first_ts, last_ts, start_ts, final_ts, data FROM "
-                              "ledger_invoices WHERE key = ?", [key]).fetchone()
+        keys = self._keys
+        if keys is None:
+            keys = self._keys = bytearray(_BLOOM_BYTES)
+            for (k,) in self.db.conn.execute("SELECT key FROM ledger_invoices"):
+                _add(keys, k)
+        h = hash(key)
+        a, b = h & _BLOOM_MASK, (h >> 32) & _BLOOM_MASK
+        if not (keys[a >> 3] >> (a & 7)) & 1 or not (keys[b >> 3] >> (b & 7)) & 1:
+            return None  # never written
+        # the connection's own execute (its statement cache), not the wrapper's: once per event
+        row = self.db.conn.execute(_GET, (key,)).fetchone()
         return InvoiceRow(*row) if row else None
 
     def wait(self, rule: str, key: str) -> WaitRow | None:
-        row = self.db.execute(f"SELECT {_WAIT_COLUMNS} FROM ledger_waits WHERE rule = ? AND "
-                              "key = ?", [rule, key]).fetchone()
+        row = self.db.conn.execute(_GET_WAIT, (rule, key)).fetchone()
         return _wait(row) if row else None
 
     def due(self, rule: str, cutoff: float) -> list[WaitRow]:
@@ -77,6 +98,10 @@ class Invoices:
 
     def write(self, changes: LedgerChanges) -> None:
         conn = self.db.conn
+        keys = self._keys
+        if keys is not None:
+            for r in changes.invoices:
+                _add(keys, r.key)
         if changes.invoices:
             conn.executemany(
                 "INSERT INTO ledger_invoices(key, first_ts, last_ts, start_ts, final_ts, data) "
@@ -107,6 +132,7 @@ class Invoices:
     def prune(self, before: float) -> None:
         """Completed invoices last seen before `before` (event time), and older findings.
         Invoices that never completed stay: they are what `invoices missing` must show."""
+        self.generation += 1
         self.db.execute("DELETE FROM ledger_invoices WHERE last_ts < ? AND final_ts IS NOT "
                         "NULL", [before])
         self.db.execute("DELETE FROM ledger_findings WHERE ts < ?", [before])
@@ -146,6 +172,13 @@ class Invoices:
         overdue = self.db.execute("SELECT count(DISTINCT key) FROM ledger_waits WHERE "
                                   "kind = 'missing' AND overdue = 1").fetchone()[0]
         return {"invoices": int(total), "open": self.open_count(), "overdue": int(overdue)}
+
+
+def _add(keys: bytearray, key: str) -> None:
+    h = hash(key)
+    a, b = h & _BLOOM_MASK, (h >> 32) & _BLOOM_MASK
+    keys[a >> 3] |= 1 << (a & 7)
+    keys[b >> 3] |= 1 << (b & 7)
 
 
 def to_decimal(amount: str | None) -> Decimal:
