@@ -1,10 +1,11 @@
 """Replay throughput against a bare Python read-and-parse loop measured in the same run.
 
-    python bench/replay_throughput.py [--lines 1000000] [--keep FILE]
+    python bench/replay_throughput.py [--lines 1000000] [--repeat 3] [--rules-only]
 
 Writes an upload log with the simulator, then times (best of --repeat):
   baseline: open, split lines, json.loads, datetime.fromisoformat, nothing else
-  replay:   `invoice-agent replay` in-process (tail reader, parser, windows, rules, alerts)
+  replay:   `invoice-agent replay` in-process (tail reader, parser, windows, rules, alerts,
+            and the demo config's invoice ledger and model unless --rules-only)
 and prints lines/s of each and the ratio replay/baseline. Where `fail2ban-regex` is installed
 (Debian: apt-get install fail2ban), it is timed on the same file too, with a failregex for the
 failed uploads and the log's date pattern. Ratios, not seconds, are what to compare across
@@ -22,6 +23,8 @@ import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
+
+import yaml
 
 from agent.demo import prepare
 from agent.replay import match_files, replay
@@ -55,16 +58,25 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--lines", type=int, default=1_000_000)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--rules-only", action="store_true",
+                    help="the demo config without its invoice ledger and model (and the "
+                         "ledger's rules): the per-line pipeline alone")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="ia-bench-"))
     try:
         config, _ = prepare(work)  # the shipped demo config and rules
+        if args.rules_only:
+            data = yaml.safe_load(config.read_text(encoding="utf-8"))
+            data.pop("ledger", None)
+            data.pop("model", None)
+            config.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+            (work / "rules" / "invoice.yaml").unlink()
         log = config.parent / "logs" / "upload.log"
         t = time.perf_counter()
         write_upload_lines(log, args.lines)
         print(f"wrote {args.lines:,} lines ({log.stat().st_size / 1e6:.0f} MB) in "
               f"{time.perf_counter() - t:.1f}s", file=sys.stderr)
-        loaded, rules = load_all(config, notify=False)
+        loaded, rules = load_all(config, notify=False, batch=True)  # as `replay` does
         pairs = match_files(loaded, [str(log)])
         best_base = best_replay = float("inf")
         alerts = 0
