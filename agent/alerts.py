@@ -142,10 +142,6 @@ class AlertBook:
                 transitions.append(tr)
         return transitions, changed
 
-    def is_firing(self, rule: str, labels: Mapping[str, str]) -> bool:
-        a = self.live.get(fingerprint(rule, labels))
-        return a is not None and a.state == "firing"
-
     def firing(self) -> list[AlertState]:
         return [a for a in self.live.values() if a.state == "firing"]
 

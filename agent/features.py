@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from datetime import datetime, timedelta
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable
 
 from agent.types import Event, Window
 
@@ -48,11 +48,6 @@ FEATURES: dict[str, str] = {
 # `error_codes` and a text such as `top_error_code` stay for rules and messages only).
 NON_NUMERIC = frozenset({"error_codes", "top_error_code"})
 NUMERIC_FEATURES: tuple[str, ...] = tuple(f for f in FEATURES if f not in NON_NUMERIC)
-
-
-def numeric_vector(features: Mapping[str, Any]) -> list[float]:
-    """The window's numbers in NUMERIC_FEATURES order."""
-    return [float(features[name]) for name in NUMERIC_FEATURES]
 
 
 class Latencies:

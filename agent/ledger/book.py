@@ -292,9 +292,6 @@ class Ledger:
         """Waits of rules not in `names` (removed from the config) go with the next commit."""
         self._rules = list(names)
 
-    def stage_source(self, stage: str) -> str:
-        return self.config.stages[stage].source
-
     def end_of_data(self, ts: datetime) -> None:
         """Replay: the files end at `ts`; deadlines after it are not judged (still pending)."""
         self.horizon = ts.timestamp()

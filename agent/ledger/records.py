@@ -58,10 +58,6 @@ class Seen:
         value: str | None = getattr(self, field)
         return value
 
-    def to_list(self) -> list[Any]:
-        return [self.ts, self.amount, self.issue_date, self.taxpayer_id, self.status,
-                self.source, self.file, self.line, self.n]
-
 
 class InvoiceRecord:
     """Every stage one invoice reached, its latest status and the times that index it."""
@@ -152,7 +148,3 @@ class Update:           # is three times slower to build (treat it as read-only 
     problems: tuple[str, ...] = ()  # incomplete: missing or malformed fields
     mismatches: tuple[Mismatch, ...] = ()
     duplicate: Duplicate | None = None
-
-    def anything(self) -> bool:
-        """Whether the event showed a problem (what the check rules look for)."""
-        return bool(self.problems or self.mismatches or self.duplicate)

@@ -25,12 +25,16 @@ from typing import Any
 
 import numpy as np
 
+from agent.features import NUMERIC_FEATURES
 from agent.model.calendar import BusinessCalendar
 
 FEATURE_VERSION = 1
 LEDGER = "ledger"  # the derived source of per-invoice stage features
 TRAFFIC_METRICS = ("count", "failure_rate", "timeout_rate", "latency_p50", "latency_p95",
                    "distinct_error_codes")
+if not set(TRAFFIC_METRICS) <= set(NUMERIC_FEATURES):  # taken from the windows' numbers
+    raise ImportError(f"model metrics outside the window's numeric features: "
+                      f"{sorted(set(TRAFFIC_METRICS) - set(NUMERIC_FEATURES))}")
 # agent/ledger/features.py: gauges when the window closes, and the issued-to-final lag of the
 # invoices completed in it (0 when none completed)
 LEDGER_METRICS = ("pending", "overdue", "oldest_pending_minutes", "lag_p50_seconds",
@@ -104,13 +108,6 @@ class FeatureSpec:
             v = feats.get(m, 0.0) if feats is not None else 0.0
             out.append(float(v) if isinstance(v, (int, float)) else 0.0)
         return tuple(out)
-
-    def transform(self, raw: np.ndarray) -> np.ndarray:
-        """Raw measurements (rows x measured) on the scale the model sees."""
-        out = np.array(raw, dtype=float, copy=True)
-        cols = self.log_columns()
-        out[:, cols] = np.log1p(np.clip(out[:, cols], 0.0, None))
-        return out
 
 
 @dataclass(frozen=True, slots=True)
