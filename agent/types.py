@@ -158,3 +158,55 @@ class AlertState:
         for k in _TIMES:
             d[k] = datetime.fromisoformat(d[k]) if d.get(k) else None
         return cls(**d)
+
+
+# -- what the alert management (agent/routing) hands to notify ------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Muted:
+    """An alert transition that was not sent, and why: an inhibition (`by` is the muting
+    alert's rule), a silence (`by` is its id) or a maintenance window (`by` is its name)."""
+
+    ts: datetime
+    rule: str
+    labels: Mapping[str, str]
+    fingerprint: str
+    state: str  # firing | resolved
+    why: str  # inhibited | silenced | maintenance
+    by: str
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """One message to the people on call: the news of one alert group (alerts sharing the
+    `group_by` labels), flushed after `group_wait`, then at most every `group_interval`."""
+
+    ts: datetime  # event time of the flush
+    key: str  # stable id of the group (the outbox orders a group's messages by it)
+    group: Mapping[str, str]  # the group_by labels and their values
+    severity: str  # highest severity among firing alerts, else among the resolved
+    firing: tuple[Transition, ...]  # every alert of the group firing now (latest of each)
+    resolved: tuple[Transition, ...]  # resolved since the group's last message
+    news: frozenset[str]  # fingerprints of the alerts that changed since the last message
+    muted: tuple[Muted, ...] = ()  # what this group's alerts inhibited since the last message
+    reason: str = "first notification"  # first notification | update | repeat | resolved
+
+
+@dataclass(frozen=True, slots=True)
+class Silence:
+    """An operator's silence: alerts whose rule and labels match every matcher are not
+    notified between `starts_at` and `ends_at` (`invoice-agent silence add`)."""
+
+    id: str
+    matchers: Mapping[str, str]  # label -> value; the key "rule" matches the rule's name
+    starts_at: datetime
+    ends_at: datetime
+    comment: str = ""
+    created_by: str = ""
+
+    def matches(self, rule: str, labels: Mapping[str, str]) -> bool:
+        return all((rule if k == "rule" else labels.get(k)) == v
+                   for k, v in self.matchers.items())
+
+    def active(self, now: datetime) -> bool:
+        return self.starts_at <= now < self.ends_at
