@@ -1,0 +1,1 @@
+"""Alert management: grouping, inhibition, silences, maintenance windows."""
