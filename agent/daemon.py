@@ -3,8 +3,9 @@
 One loop, one thread writing SQLite: poll files (woken by inotify, polled every second as a
 fallback), push their events through the engine in event time, advance the clock, commit the
 batch with its offsets, let the dispatcher hand due notifications to the delivery worker.
-SIGTERM finishes the batch, checkpoints and exits 0; SIGHUP reloads config and rules, keeping
-the running ones if the new are invalid.
+SIGTERM finishes the batch, checkpoints and exits 0. An edited config or rules file (seen within
+a few seconds, agent/configwatch.py) or SIGHUP reloads config and rules; an invalid edit is
+refused with its problems logged and one notification, and the running rules go on.
 """
 
 from __future__ import annotations
@@ -21,12 +22,15 @@ from pathlib import Path
 from typing import Any, Iterable, TextIO
 
 from agent import systemd, wiring
+from agent.configwatch import ConfigWatch
 from agent.counting import Counts
 from agent.detect.model import ModelDetector
 from agent.notify.console import print_transition
 from agent.notify.outbox import Dispatcher
+from agent.notify.render import truncate_utf8
+from agent.notify.sender import AppriseSender
 from agent.sources.watch import Waker
-from agent.store import DB_NAME, Batch, Store
+from agent.store import DB_NAME, Batch, OutboxMessage, Store
 from agent.training.retrain import Retrainer
 from agent.types import Event, Transition
 from agent.yamlfile import FileProblems
@@ -53,6 +57,8 @@ class Daemon:
         for w in wiring.warnings(self.loaded, self.rules):
             log.warning("%s", w)
         self.store = Store(self.loaded.state_dir / DB_NAME)
+        self.config_watch = ConfigWatch(self.loaded)
+        self.reload_error: str | None = None  # why the last reload was refused, until one works
         self.counts = Counts()
         self.dispatcher: Dispatcher | None = None
         self._build()
@@ -160,9 +166,10 @@ class Daemon:
                     # would skip them and lose what they should have raised.
                     self._uncommitted = True
                     raise
-                if self._reload:
+                if self._reload or self.config_watch.changed():
+                    why = "SIGHUP" if self._reload else "file changed"
                     self._reload = False
-                    self.reload()
+                    self.reload(why)
                 mono = time.monotonic()
                 if wd and mono - last_ping >= wd and self.healthy():
                     systemd.notify("WATCHDOG=1")
@@ -237,20 +244,16 @@ class Daemon:
                              ledger_before=end - cfg.ledger.retention if cfg.ledger else None)
 
     # -- reload and stop ---------------------------------------------------------------------
-    def reload(self) -> bool:
+    def reload(self, why: str = "SIGHUP") -> bool:
         """Re-read config and rules; on any problem keep running on the current ones."""
         systemd.reloading()
         try:
             loaded, rules = wiring.load_all(self.config_path)
         except FileProblems as exc:
-            for p in exc.problems:
-                log.error("reload refused, keeping the running config: %s", p)
-            systemd.notify("READY=1\nSTATUS=reload refused: config invalid")
+            self._refuse([str(p) for p in exc.problems])
             return False
         except Exception as exc:  # a config the checks did not foresee must not stop the agent
-            log.error("reload refused, keeping the running config: %s: %s",
-                      type(exc).__name__, exc)
-            systemd.notify("READY=1\nSTATUS=reload refused")
+            self._refuse([f"{type(exc).__name__}: {exc}"])
             return False
         self._commit([])
         self._teardown_sources()
@@ -267,16 +270,36 @@ class Daemon:
             self._build()
             systemd.notify("READY=1")
             return False
+        self.config_watch.reset(loaded)
         for w in wiring.warnings(loaded, rules):
             log.warning("%s", w)
-        log.info("reloaded %s (SIGHUP)", self.config_path)
+        if self.reload_error is not None:
+            log.info("config valid again")
+        self.reload_error = None
+        log.info("reloaded %s (%s): %d rules", self.config_path, why, len(rules))
+        self._mark_running(stopped=None)
         systemd.notify("READY=1\nSTATUS=reloaded")
         return True
+
+    def _refuse(self, problems: list[str]) -> None:
+        """An invalid config or rules edit: logged in full, told once (until a reload works),
+        and the running config goes on."""
+        for p in problems:
+            log.error("reload refused, keeping the running config: %s", p)
+        systemd.notify("READY=1\nSTATUS=reload refused: config invalid")
+        first = self.reload_error is None
+        self.reload_error = "; ".join(problems)[:2000]
+        self._mark_running(stopped=None)
+        if first and self.dispatcher is not None:
+            self.store.commit(Batch(outbox=broken_config_messages(
+                self.dispatcher.sender, self.loaded.config.notify.language, problems)))
+            self.dispatcher.pump()
 
     def _mark_running(self, stopped: str | None) -> None:
         """For `status`: which process runs on this state, since when, or when it stopped."""
         info = {"pid": os.getpid(), "started": self.started.isoformat(timespec="seconds"),
-                "config": str(self.config_path), "rules": len(self.rules), "stopped": stopped}
+                "config": str(self.config_path), "rules": len(self.rules), "stopped": stopped,
+                "reload_error": self.reload_error}
         self.store.commit(Batch(engine_state={"daemon": info}))
 
     def healthy(self) -> bool:
@@ -302,3 +325,19 @@ def _merge(streams: list[list[tuple[datetime, Event]]]) -> Iterable[tuple[dateti
     if len(nonempty) <= 1:
         return nonempty[0] if nonempty else []
     return heapq.merge(*nonempty, key=itemgetter(0))
+
+
+BROKEN_TITLE = {"zh": "【配置错误】invoice-agent 拒绝了修改后的配置/规则，继续使用之前的",
+                "en": "[CONFIG BROKEN] invoice-agent refused the edited config/rules; the "
+                      "previous ones keep running"}
+
+
+def broken_config_messages(sender: AppriseSender, language: str,
+                           problems: list[str]) -> list[OutboxMessage]:
+    """The one notification of a refused edit, to every target warnings go to."""
+    body = "\n".join(problems[:20])
+    if len(problems) > 20:
+        body += f"\n... +{len(problems) - 20}"
+    body = truncate_utf8(body, 1800)
+    return [OutboxMessage("agent:config", "warning", BROKEN_TITLE[language], body, key)
+            for key in sender.target_keys("warning")]

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from agent.config import load_config
 from agent.store import DB_NAME, Store
@@ -45,6 +47,7 @@ def collect(config_path: str) -> dict[str, Any]:
                           "file": a.path, "line": a.line_no}
                          for a in store.alerts.states("firing")]
         out["outbox"] = store.outbox.summary()
+        out["silences"] = _silences(store, loaded.config.timezone)
         if loaded.config.ledger is not None:
             out["ledger"] = _ledger(store)
         state = store.engine_state()
@@ -64,7 +67,8 @@ def _daemon(info: Any) -> dict[str, Any]:
     pid = info.get("pid")
     running = not info.get("stopped") and isinstance(pid, int) and _alive(pid)
     return {"running": running, "pid": pid, "started": info.get("started"),
-            "stopped": info.get("stopped")}
+            "stopped": info.get("stopped"), "config": info.get("config"),
+            "rules": info.get("rules"), "reload_error": info.get("reload_error")}
 
 
 def _ledger(store: Store) -> dict[str, Any]:
@@ -72,6 +76,18 @@ def _ledger(store: Store) -> dict[str, Any]:
         return store.invoices.counts()
     except sqlite3.OperationalError:  # a state written before the ledger existed
         return {}
+
+
+def _silences(store: Store, timezone: str) -> list[dict[str, Any]]:
+    """Silences running now or planned."""
+    from agent.silences_cli import silence_json
+
+    zone = ZoneInfo(timezone)
+    now = datetime.now(zone)
+    try:
+        return [silence_json(s, now, zone) for s in store.silences.current(now)]
+    except sqlite3.OperationalError:  # a state written before silences existed
+        return []
 
 
 def _alive(pid: int) -> bool:
@@ -88,7 +104,10 @@ def format_status(data: dict[str, Any]) -> str:
     lines = [f"config {data['config']}", f"state  {data['state']}"]
     d = data.get("daemon", {})
     if d.get("running"):
-        lines.append(f"daemon running (pid {d['pid']}) since {d['started']}")
+        lines.append(f"daemon running (pid {d['pid']}) since {d['started']}, "
+                     f"{d.get('rules')} rules from {d.get('config')}")
+        if d.get("reload_error"):
+            lines.append(f"  an edit was refused, the previous config runs: {d['reload_error']}")
     elif d.get("stopped"):
         lines.append(f"daemon not running (stopped {d['stopped']})")
     else:
@@ -120,6 +139,13 @@ def format_status(data: dict[str, Any]) -> str:
         lines.append(f"ledger: {led['invoices']} invoices, {led['open']} pending, "
                      f"{led['overdue']} overdue (invoice-agent invoices missing), {no_key} "
                      "events without a usable invoice number")
+    silences = data.get("silences") or []
+    if silences:
+        lines.append(f"silences: {len(silences)}")
+    for sl in silences:
+        matchers = " ".join(f"{k}={v}" for k, v in sorted(sl["matchers"].items()))
+        lines.append(f"  {sl['id']} {sl['state']} until {sl['ends_at']}: {matchers} "
+                     f"({sl['created_by']}: {sl['comment']})")
     ob = data["outbox"]
     lines.append(f"outbox: {ob.get('pending', 0)} waiting, {ob.get('sent', 0)} delivered, "
                  f"{ob.get('failed', 0)} refused")
