@@ -6,7 +6,7 @@ single transaction together with everything it caused (window state, alert state
 rows), so after a crash the agent resumes from a consistent point: the uncommitted batch is
 read again and, because its alerts were not committed either, nothing is notified twice.
 Each table sits behind a small repository (offsets.py, windows.py, alerts.py, outbox.py,
-ledger.py);
+ledger.py, silences.py);
 the schema grows by numbered migrations (migrations.py).
 """
 
@@ -36,6 +36,7 @@ from agent.store.records import (
     OutboxRow,
     WaitRow,
 )
+from agent.store.silences import Silences
 from agent.store.windows import Windows
 
 __all__ = ["DB_NAME", "Batch", "FileOffset", "InvoiceRow", "LedgerChanges", "LedgerFinding",
@@ -75,6 +76,7 @@ class Store:
         self.alerts = Alerts(self.db)
         self.outbox = Outbox(self.db)
         self.invoices = Invoices(self.db)
+        self.silences = Silences(self.db)
 
     def close(self) -> None:
         self.db.close()

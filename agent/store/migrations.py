@@ -66,3 +66,11 @@ def m003_ledger(db: Database) -> None:
                "key TEXT NOT NULL, rule TEXT NOT NULL, ts REAL NOT NULL, detail TEXT NOT NULL)")
     db.execute("CREATE INDEX ledger_findings_ts ON ledger_findings(ts)")
     db.execute("CREATE INDEX ledger_findings_key ON ledger_findings(key)")
+
+
+@migrations()
+def m004_silences(db: Database) -> None:
+    # operators' silences (`invoice-agent silence add`); `expired` set when ended early
+    db.execute("CREATE TABLE silences (id TEXT PRIMARY KEY, matchers TEXT NOT NULL, "
+               "starts_at TEXT NOT NULL, ends_at TEXT NOT NULL, comment TEXT NOT NULL, "
+               "created_by TEXT NOT NULL, created TEXT NOT NULL, expired TEXT)")
