@@ -104,12 +104,13 @@ class Store:
     def prune(self, before: datetime, keep_sent: int = 1000,
               ledger_before: datetime | None = None) -> None:
         """Drop what retention no longer covers: windows and alert history older than `before`
-        (event time), alerts that ended before it, delivered (or refused) notifications
+        (event time), alerts and silences that ended before it, delivered (or refused) notifications
         beyond the newest `keep_sent`; completed invoices last seen before `ledger_before`."""
         with self.db.atomic():
             self.windows.prune(before)
             self.alerts.prune(before)
             self.outbox.prune(keep_sent)
+            self.silences.prune(before)
             if ledger_before is not None:
                 self.invoices.prune(ledger_before.timestamp())
 
