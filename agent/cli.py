@@ -51,8 +51,13 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from agent.daemon import Daemon
+    from agent.store.guard import StateLocked
 
-    daemon = Daemon(args.config, signals=True)
+    try:
+        daemon = Daemon(args.config, signals=True)
+    except StateLocked as exc:
+        print(f"invoice-agent run: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     return daemon.run()
 
 

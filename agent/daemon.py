@@ -30,7 +30,8 @@ from agent.notify.outbox import Dispatcher
 from agent.notify.render import truncate_utf8
 from agent.notify.sender import AppriseSender
 from agent.sources.watch import Waker
-from agent.store import DB_NAME, Batch, OutboxMessage, Store
+from agent.store import DB_NAME, Batch, OutboxMessage
+from agent.store.guard import StateLock, open_state
 from agent.training.retrain import Retrainer
 from agent.types import Event, Transition
 from agent.yamlfile import FileProblems
@@ -56,12 +57,20 @@ class Daemon:
         self.loaded, self.rules = wiring.load_all(self.config_path)
         for w in wiring.warnings(self.loaded, self.rules):
             log.warning("%s", w)
-        self.store = Store(self.loaded.state_dir / DB_NAME)
+        # one daemon per state folder; a damaged or vanished database said, not crashed on
+        self.lock = StateLock(self.loaded.state_dir)
+        try:
+            self.store, state_notes = open_state(self.loaded.state_dir)
+        except BaseException:
+            self.lock.release()
+            raise
         self.config_watch = ConfigWatch(self.loaded)
         self.reload_error: str | None = None  # why the last reload was refused, until one works
         self.counts = Counts()
         self.dispatcher: Dispatcher | None = None
         self._build()
+        if state_notes:
+            self._tell("state", state_notes)
 
     # -- wiring ----------------------------------------------------------------------------
     def _build(self) -> None:
@@ -290,10 +299,17 @@ class Daemon:
         first = self.reload_error is None
         self.reload_error = "; ".join(problems)[:2000]
         self._mark_running(stopped=None)
-        if first and self.dispatcher is not None:
-            self.store.commit(Batch(outbox=broken_config_messages(
-                self.dispatcher.sender, self.loaded.config.notify.language, problems)))
-            self.dispatcher.pump()
+        if first:
+            self._tell("config", problems)
+
+    def _tell(self, what: str, lines: list[str]) -> None:
+        """A notification about the agent itself (its config, its state) to every target
+        warnings go to; nothing more than the log without targets."""
+        if self.dispatcher is None:
+            return
+        self.store.commit(Batch(outbox=agent_messages(
+            self.dispatcher.sender, self.loaded.config.notify.language, what, lines)))
+        self.dispatcher.pump()
 
     def _mark_running(self, stopped: str | None) -> None:
         """For `status`: which process runs on this state, since when, or when it stopped."""
@@ -317,6 +333,7 @@ class Daemon:
                 self.dispatcher.stop()
                 self.dispatcher = None
             self.store.close()
+            self.lock.release()
 
 
 def _merge(streams: list[list[tuple[datetime, Event]]]) -> Iterable[tuple[datetime, Event]]:
@@ -327,17 +344,21 @@ def _merge(streams: list[list[tuple[datetime, Event]]]) -> Iterable[tuple[dateti
     return heapq.merge(*nonempty, key=itemgetter(0))
 
 
-BROKEN_TITLE = {"zh": "【配置错误】invoice-agent 拒绝了修改后的配置/规则，继续使用之前的",
-                "en": "[CONFIG BROKEN] invoice-agent refused the edited config/rules; the "
-                      "previous ones keep running"}
+AGENT_TITLES = {
+    "config": {"zh": "【配置错误】invoice-agent 拒绝了修改后的配置/规则，继续使用之前的",
+               "en": "[CONFIG BROKEN] invoice-agent refused the edited config/rules; the "
+                     "previous ones keep running"},
+    "state": {"zh": "【状态库】invoice-agent 的状态数据库已重建",
+              "en": "[STATE] invoice-agent started a fresh state database"},
+}
 
 
-def broken_config_messages(sender: AppriseSender, language: str,
-                           problems: list[str]) -> list[OutboxMessage]:
-    """The one notification of a refused edit, to every target warnings go to."""
-    body = "\n".join(problems[:20])
-    if len(problems) > 20:
-        body += f"\n... +{len(problems) - 20}"
+def agent_messages(sender: AppriseSender, language: str, what: str,
+                   lines: list[str]) -> list[OutboxMessage]:
+    """One notification about the agent itself, to every target warnings go to."""
+    body = "\n".join(lines[:20])
+    if len(lines) > 20:
+        body += f"\n... +{len(lines) - 20}"
     body = truncate_utf8(body, 1800)
-    return [OutboxMessage("agent:config", "warning", BROKEN_TITLE[language], body, key)
+    return [OutboxMessage(f"agent:{what}", "warning", AGENT_TITLES[what][language], body, key)
             for key in sender.target_keys("warning")]

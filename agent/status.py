@@ -29,7 +29,17 @@ def collect(config_path: str) -> dict[str, Any]:
     if not Path(db_path).is_file():
         out["note"] = "no state yet: the agent has not run with this config"
         return out
-    store = Store(db_path, readonly=True)
+    try:
+        store = Store(db_path, readonly=True)
+        _read_state(store, loaded, out)
+    except sqlite3.DatabaseError as exc:
+        # a damaged database: say so (the daemon moves it aside at its next start)
+        out["note"] = (f"the state database cannot be read ({exc}); `invoice-agent run` "
+                       f"moves it aside and starts a fresh one")
+    return out
+
+
+def _read_state(store: Store, loaded: Any, out: dict[str, Any]) -> None:
     try:
         for name, counts in store.counters.all().items():
             out["sources"].setdefault(name, {"files": [], "samples": []}).update(counts)
@@ -57,7 +67,6 @@ def collect(config_path: str) -> dict[str, Any]:
                 out["sources"][name].update(extra)
     finally:
         store.close()
-    return out
 
 
 def _daemon(info: Any) -> dict[str, Any]:
