@@ -60,3 +60,31 @@ def test_prune_drops_old_windows_and_keeps_recent_deliveries(tmp_path):
     assert starts == [windows[3].start.isoformat(), windows[4].start.isoformat()]
     titles = [r[0] for r in store.db.execute("SELECT title FROM outbox ORDER BY id")]
     assert titles == ["t2", "t3", "t4"]  # the newest two delivered, and the undelivered one
+
+
+def test_a_window_with_a_hundred_thousand_error_codes_is_stored_small(tmp_path):
+    from datetime import datetime, timedelta, timezone
+
+    from agent.features import Windows as Open
+    from agent.store import Batch, Store
+    from agent.types import Event
+
+    start = datetime(2026, 11, 2, 10, tzinfo=timezone.utc)
+    wins = Open(["upload"], timedelta(minutes=5), timedelta(0))
+    for i in range(100_000):
+        wins.add(Event(start, "upload", status="failed", error_code=f"E{i}"))
+    for _ in range(50):
+        wins.add(Event(start, "upload", status="failed", error_code="1001"))
+    [w] = wins.advance(start + timedelta(minutes=5))
+    store = Store(tmp_path / "a.db")
+    store.commit(Batch(windows=[w]))
+    row = store.db.execute("SELECT length(features) FROM windows").fetchone()
+    assert row[0] < 10_000  # not the ~1.8 MB of every code
+    [back] = store.windows.between(start, start + timedelta(minutes=5))
+    f = back.features
+    assert f["error_codes"]["1001"] == 50  # the frequent code kept with its count
+    assert len(f["error_codes"]) == 100
+    assert f["error_codes_more"] == 100_001 - 100
+    assert f["error_codes_more_count"] + sum(f["error_codes"].values()) == 100_050
+    assert f["distinct_error_codes"] == 100_001 and f["error_count"] == 100_050
+    store.close()

@@ -2,14 +2,33 @@
 
 from __future__ import annotations
 
+import heapq
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
+from typing import Any
 
 from sqlite_utils import Database
 
 from agent.store.migrations import table
 from agent.types import Window
+
+# error codes kept per stored window: a window with 100k distinct codes (a service logging a
+# request id as its error code) would otherwise store megabytes, kept for the retention
+STORED_CODES = 100
+
+
+def stored_features(features: Mapping[str, Any]) -> dict[str, Any]:
+    """The features as stored: the most frequent error codes, and how many others with how
+    many events (`error_codes_more`, `error_codes_more_count`); every other feature as is."""
+    out = dict(features)
+    codes = out.get("error_codes")
+    if isinstance(codes, dict) and len(codes) > STORED_CODES:
+        top = heapq.nlargest(STORED_CODES, codes.items(), key=lambda kv: kv[1])
+        out["error_codes"] = dict(top)
+        out["error_codes_more"] = len(codes) - STORED_CODES
+        out["error_codes_more_count"] = sum(codes.values()) - sum(n for _, n in top)
+    return out
 
 
 class Windows:
@@ -18,7 +37,8 @@ class Windows:
 
     def write(self, windows: Iterable[Window]) -> None:
         rows = [{"source": w.source, "start": w.start.isoformat(), "end": w.end.isoformat(),
-                 "features": json.dumps(dict(w.features), ensure_ascii=False)} for w in windows]
+                 "features": json.dumps(stored_features(w.features), ensure_ascii=False)}
+                for w in windows]
         if rows:
             table(self.db, "windows").upsert_all(rows, pk=("source", "start"))
 
