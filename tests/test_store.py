@@ -88,3 +88,35 @@ def test_a_window_with_a_hundred_thousand_error_codes_is_stored_small(tmp_path):
     assert f["error_codes_more_count"] + sum(f["error_codes"].values()) == 100_050
     assert f["distinct_error_codes"] == 100_001 and f["error_count"] == 100_050
     store.close()
+
+
+def test_a_database_of_the_previous_schema_is_upgraded_at_start_and_keeps_its_data(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from sqlite_utils import Database
+
+    from agent.store import Store
+    from agent.store.migrations import migrations
+
+    (tmp_path / "state").mkdir()
+    path = tmp_path / "state" / "agent.db"
+    old = Database(path)
+    migrations.apply(old, stop_before="m004_silences")  # the schema before silences
+    old["file_offsets"].insert({"file_id": "f1", "source": "upload", "path": "/x.log",
+                                "offset": 120, "line_no": 3, "fingerprint": "", "head": "",
+                                "updated": "2026-11-01T00:00:00+00:00"})
+    old.close()
+    config = tmp_path / "agent.yaml"
+    config.write_text("state_dir: state\nsources: []\nrules: []\n", encoding="utf-8")
+    # `status` reads the old schema read-only, before any daemon upgraded it
+    status = subprocess.run([sys.executable, "-m", "agent", "status", "-c", str(config),
+                             "--json"], capture_output=True, text=True, timeout=60)
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["silences"] == []
+    store = Store(path)  # what `run` opens: pending migrations applied
+    assert [o.offset for o in store.offsets.of("upload")] == [120]
+    assert store.silences.all() == []
+    assert {m.name for m in migrations.applied(store.db)} >= {"m004_silences"}
+    store.close()
