@@ -67,6 +67,7 @@ class ModelDetector(Detector):
         self._waiting: list[Slot] = []  # batch mode: complete slots not yet scored
         self._stamp = _stamp(path) if path is not None else None
         self.scored = 0  # slots scored (for `evaluate`, status and benchmarks)
+        self.last_score: float | None = None  # of the newest slot, in thresholds (metrics)
         self.first_end: datetime | None = None  # ends of the first and last slot scored
         self.last_end: datetime | None = None
 
@@ -120,6 +121,7 @@ class ModelDetector(Detector):
         if self.first_end is None:
             self.first_end = slots[0].end
         self.last_end = slots[-1].end
+        self.last_score = float(s.score[-1]) / model.threshold if model.threshold else 0.0
         out = []
         for i, slot in enumerate(slots):
             values = self.values(raw[i], s.z[i], float(s.score[i]), float(s.at[i]),
