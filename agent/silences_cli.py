@@ -27,7 +27,10 @@ EXIT_OK, EXIT_NOTHING, EXIT_USAGE = 0, 1, 2
 def add_commands(sub: Any, common: argparse.ArgumentParser,
                  config_arg: Callable[[argparse.ArgumentParser], None]) -> None:
     p = sub.add_parser("silence", parents=[common],
-                       help="mute alerts for a while (planned work, a known problem)")
+                       help="mute alerts for a while (planned work, a known problem)",
+                       description="Silences mute the notifications of matching alerts for a "
+                                   "while; they are stored in the agent's state and a running "
+                                   "daemon honours a change within a second.")
     ssub = p.add_subparsers(dest="silence_command", required=True, metavar="COMMAND")
     a = ssub.add_parser("add", parents=[common], help="add a silence",
                         description="Mute the alerts whose rule and labels match every "
@@ -43,12 +46,16 @@ def add_commands(sub: Any, common: argparse.ArgumentParser,
     a.add_argument("--comment", required=True, help="why: shown beside the muted alerts")
     a.add_argument("--author", default=None, help="who (default: your login name)")
     a.set_defaults(func=cmd_add)
-    ls = ssub.add_parser("list", parents=[common], help="silences running now or planned")
+    ls = ssub.add_parser("list", parents=[common], help="silences running now or planned",
+                         description="List the silences running now or planned (with --all "
+                                     "also the ended ones still stored).")
     config_arg(ls)
     ls.add_argument("--all", action="store_true", help="also the ended ones still stored")
     ls.add_argument("--json", action="store_true", help="one JSON document for scripts")
     ls.set_defaults(func=cmd_list)
-    e = ssub.add_parser("expire", parents=[common], help="end a silence now")
+    e = ssub.add_parser("expire", parents=[common], help="end a silence now",
+                        description="End a silence now: alerts it muted that still fire are "
+                                    "notified at their group's next message.")
     config_arg(e)
     e.add_argument("id", help="the silence's id, from `silence list`")
     e.set_defaults(func=cmd_expire)

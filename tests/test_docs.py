@@ -9,7 +9,8 @@ from agent.cli import build_parser
 
 REPO = Path(__file__).resolve().parent.parent
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")),
-        *sorted((REPO / "rules").glob("*.yaml")), *sorted((REPO / "config").glob("*"))]
+        *sorted((REPO / "rules").glob("*.yaml")),
+        *sorted(p for p in (REPO / "config").rglob("*") if p.is_file())]
 
 
 def commands() -> set[str]:
