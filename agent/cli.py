@@ -244,11 +244,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_notify_test)
 
     from agent.invoices import add_commands  # invoices, reconcile: the invoice ledger
+    from agent.rulestest import add_commands as add_rules_commands  # rules check, rules test
     from agent.silences_cli import add_commands as add_silence_commands  # silence ...
     from agent.training.commands import add_commands as add_model_commands  # train, evaluate
 
     add_commands(sub, common, _config_arg)
     add_model_commands(sub, common, _config_arg)
+    add_rules_commands(sub, common, _config_arg)
     add_silence_commands(sub, common, _config_arg)
     return parser
 
