@@ -53,14 +53,45 @@ def wecom():
     w.close()
 
 
-def test_confirmed_delivery_posts_text_with_the_key(wecom):
+def test_confirmed_delivery_posts_markdown_with_the_key(wecom):
     sender = AppriseSender([wecom.url()], None, {}, timeout=5)
     d = sender.send("【告警·严重】upload_outage", "上传大面积超时", "critical")
     assert d.ok, d.detail
     path, body = wecom.posts[0]
     assert path == "/send?key=SECRETKEY123"
-    assert body["msgtype"] == "text"
-    assert body["text"]["content"] == "【告警·严重】upload_outage\n上传大面积超时"
+    assert body["msgtype"] == "markdown"
+    assert body["markdown"]["content"] == "**【告警·严重】upload_outage**\n上传大面积超时"
+
+
+def test_format_text_posts_plain_text(wecom):
+    sender = AppriseSender([wecom.url() + "&format=text"], None, {}, timeout=5)
+    assert sender.send("【告警·严重】upload_outage", "上传大面积超时", "critical").ok
+    _, body = wecom.posts[0]
+    assert body == {"msgtype": "text",
+                    "text": {"content": "【告警·严重】upload_outage\n上传大面积超时"}}
+
+
+def test_a_title_from_outside_is_escaped_in_the_markdown_heading(wecom):
+    sender = AppriseSender([wecom.url()], None, {}, timeout=5)
+    assert sender.send("**@all** <@zhangsan>", "body", "critical").ok
+    content = wecom.posts[0][1]["markdown"]["content"]
+    assert content == "**＊＊＠all＊＊ ＜＠zhangsan＞**\nbody"
+
+
+@pytest.mark.parametrize(("url", "channel"), [
+    ("qywx://KEY", "wecom"),
+    ("qywx://KEY?format=text", "text"),
+    ("qywx://KEY?format=markdown", "wecom"),
+    ("wecombot://KEY", "text"),  # apprise's own bot posts msgtype text only
+    ("mailto://user:pass@example.com", "email"),
+    ("mailtos://user:pass@example.com?to=ops@example.com", "email"),
+    ("json://127.0.0.1:9/hook", "text"),
+])
+def test_each_target_knows_its_channel(url, channel):
+    sender = AppriseSender([url], None, {})
+    [key] = sender.target_keys("critical")
+    assert sender.channel(key) == channel
+    assert sender.channel("t-unknown") == "text"
 
 
 def test_bad_key_errcode_in_a_200_reply_is_a_permanent_failure(wecom):
@@ -81,12 +112,18 @@ def test_rate_limit_errcode_is_retried(wecom):
     assert "errcode 45009" in d.detail
 
 
-def test_long_chinese_text_is_cut_to_wecoms_byte_limit(wecom):
-    sender = AppriseSender([wecom.url()], None, {}, timeout=5)
+@pytest.mark.parametrize(("option", "kind", "limit", "head"), [
+    ("", "markdown", 4096, "**标题**\n发票"),
+    ("&format=text", "text", 2048, "标题\n发票"),
+])
+def test_long_chinese_text_is_cut_to_wecoms_byte_limit(wecom, option, kind, limit, head):
+    sender = AppriseSender([wecom.url() + option], None, {}, timeout=5)
     assert sender.send("标题", "发票" * 2000, "warning").ok
-    content = wecom.posts[0][1]["text"]["content"]
-    assert len(content.encode()) <= 2048
-    assert content.startswith("标题\n发票")
+    body = wecom.posts[0][1]
+    content = body[kind]["content"]
+    assert body["msgtype"] == kind
+    assert limit - 3 <= len(content.encode()) <= limit  # cut at a character, not before
+    assert content.startswith(head) and content[-2:] in ("发…", "票…")
 
 
 def test_key_is_not_shown_in_target_names(wecom):

@@ -1,7 +1,9 @@
 """Delivering the durable outbox: one row per (message, target), sent on a worker thread.
 
-`Dispatcher` is driven by the loop's thread (the one that writes SQLite): it turns alert
-transitions into outbox messages for the targets their severity routes to, submits due rows
+`Dispatcher` is driven by the loop's thread (the one that writes SQLite): it turns notices (one
+alert group's news) into outbox messages for the targets their severity routes to, each
+rendered once per channel (WeCom markdown, email, plain text: agent.notify.templating) and
+stored as the target will receive it, submits due rows
 to the `OutboxWorker`, and records each result: delivered, retried later with backoff (only to
 the target that did not take it), or refused for good (a permanent failure such as a bad key
 or an unknown recipient). Sending happens on one background thread so a dead or throttled
@@ -18,12 +20,13 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from agent.notify.render import render
 from agent.notify.sender import AppriseSender, Delivery
+from agent.notify.templating import NoticeRenderer
+from agent.notify.view import notice_of
 from agent.store import utc_now
 from agent.store.outbox import Outbox
 from agent.store.records import OutboxMessage
-from agent.types import Transition
+from agent.types import Notice, Transition
 
 log = logging.getLogger(__name__)
 
@@ -174,15 +177,18 @@ class Dispatcher:
     """The outbox's schedule: which rows go to the worker when, and what their results mean.
 
     Runs on the loop's thread only (it reads and writes the outbox table); `pump()` never
-    blocks on a target.
+    blocks on a target. `renderer` writes the messages (its language, timezone and templates);
+    by default the shipped templates in `language`, times as the events carried them.
     """
 
     def __init__(self, outbox: Outbox, sender: AppriseSender, language: str,
                  wake: Callable[[], None] | None = None,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, *,
+                 renderer: NoticeRenderer | None = None):
         self.outbox = outbox
         self.sender = sender
         self.language = language
+        self.renderer = renderer or NoticeRenderer(language)
         self.clock = clock
         self.worker = OutboxWorker(self._send, on_result=wake)
         self._flying: dict[int, str] = {}  # row id -> target, submitted and not recorded
@@ -197,13 +203,20 @@ class Dispatcher:
                 for key in self.sender.target_keys(msg.severity)], utc_now())
         self.worker.start()
 
-    def messages(self, transitions: Iterable[Transition]) -> list[OutboxMessage]:
-        """One message per transition and target its severity routes to."""
+    def messages(self, notices: Iterable[Notice | Transition]) -> list[OutboxMessage]:
+        """One message per notice and target its severity routes to, rendered once for each
+        channel among those targets; keyed by the notice's group, so a group's messages
+        reach a target in order. A bare transition is a notice of its own."""
         out = []
-        for tr in transitions:
-            title, body = render(tr, self.language)
-            for key in self.sender.target_keys(tr.severity):
-                out.append(OutboxMessage(tr.fingerprint, tr.severity, title, body, key))
+        for item in notices:
+            notice = notice_of(item) if isinstance(item, Transition) else item
+            rendered: dict[str, tuple[str, str]] = {}
+            for key in self.sender.target_keys(notice.severity):
+                channel = self.sender.channel(key)
+                if channel not in rendered:
+                    rendered[channel] = self.renderer.render(notice, channel)
+                title, body = rendered[channel]
+                out.append(OutboxMessage(notice.key, notice.severity, title, body, key))
         return out
 
     def pump(self) -> None:

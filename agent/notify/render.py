@@ -21,19 +21,22 @@ WECOM_TEXT_LIMIT = 2048
 
 ELLIPSIS = "…"
 
-_SEVERITY = {
+SEVERITY_WORDS = {
     "zh": {"critical": "严重", "warning": "警告", "info": "提示"},
     "en": {},  # the English words are the severity names themselves
 }
 
-# Named reasons from the alert state machine, translated; unknown ones pass through.
-_REASON = {
+# Named reasons from the alert state machine and the grouping stage, translated; unknown ones
+# pass through.
+REASON_WORDS = {
     "zh": {
         "first notification": "首次通知",
         "repeat interval elapsed": "重复提醒（间隔已到）",
         "escalated": "升级",
         "cause changed": "原因变化",
         "resolved": "已恢复",
+        "update": "有更新",
+        "repeat": "重复提醒",
     },
     "en": {},
 }
@@ -75,7 +78,8 @@ def jsonl_record(tr: Transition, language: str) -> dict[str, Any]:
     return rec
 
 
-def _check_language(language: str) -> None:
+def check_language(language: str) -> None:
+    """Refuse a language no message is written in (ValueError)."""
     if language not in LANGUAGES:
         raise ValueError(f"unknown language {language!r}, expected one of {LANGUAGES}")
 
@@ -86,12 +90,12 @@ def render_title(tr: Transition, language: str = "zh") -> str:
     zh: `【告警·严重】upload_failure_rate`, `【恢复】upload_failure_rate`;
     en: `[FIRING critical] upload_failure_rate`, `[RESOLVED] upload_failure_rate`.
     """
-    _check_language(language)
+    check_language(language)
     resolved = tr.state == "resolved"
     if language == "zh":
         if resolved:
             return f"【恢复】{tr.rule}"
-        severity = _SEVERITY["zh"].get(tr.severity, tr.severity)
+        severity = SEVERITY_WORDS["zh"].get(tr.severity, tr.severity)
         return f"【告警·{severity}】{tr.rule}"
     if resolved:
         return f"[RESOLVED] {tr.rule}"
@@ -103,7 +107,7 @@ def summary_text(tr: Transition, language: str = "zh") -> str:
 
     Rules may ship a message in only one language; an alert must never arrive empty.
     """
-    _check_language(language)
+    check_language(language)
     other = "en" if language == "zh" else "zh"
     for lang in (language, other):
         text = (tr.summary.get(lang) or "").strip()
@@ -140,7 +144,7 @@ def _meta_lines(tr: Transition, language: str) -> list[str]:
     if tr.line_no is not None:
         where = f"{tr.path}:{tr.line_no}" if tr.path else str(tr.line_no)
         lines.append(f"{words['line']}{sep}{where}")
-    reason = _REASON[language].get(tr.reason, tr.reason)
+    reason = REASON_WORDS[language].get(tr.reason, tr.reason)
     if reason:
         lines.append(f"{words['reason']}{sep}{reason}")
     return lines

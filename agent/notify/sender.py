@@ -20,11 +20,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from agent.notify import wecom
 from agent.notify.failures import (
     TargetProblems,
     explain_failure,
@@ -43,7 +45,7 @@ from agent.notify.redact import (
     scrub,
 )
 
-__all__ = ["AppriseSender", "Delivery", "TargetProblems", "target_key"]
+__all__ = ["AppriseSender", "Delivery", "TargetProblems", "channel_of", "target_key"]
 
 log = logging.getLogger(__name__)
 
@@ -75,12 +77,31 @@ def target_key(url: str) -> str:
     return "t-" + hashlib.sha256(url.strip().encode("utf-8")).hexdigest()[:12]
 
 
+def channel_of(url: str) -> str:
+    """The message channel a target's URL calls for (agent.notify.templating renders one
+    message per channel): `wecom` for our WeCom bot (`qywx://`) unless it asks
+    `?format=text`; `email` for `mailto://` and `mailtos://`; `text` for everything else.
+
+    Apprise's own `wecombot://` is `text`: it posts msgtype text, which would show markdown
+    as its raw characters.
+    """
+    parts = urllib.parse.urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    if scheme == wecom.SCHEME:
+        query = dict(urllib.parse.parse_qsl(parts.query))
+        return "text" if wecom.is_text_mode(query) else "wecom"
+    if scheme in ("mailto", "mailtos"):
+        return "email"
+    return "text"
+
+
 @dataclass(frozen=True, slots=True)
 class _Target:
     key: str
     service: Any  # the Apprise plugin object: one throttle per target
     shown: str  # mask_for_display of its URL
     single: Any  # an Apprise holding only this target
+    channel: str  # wecom | email | text: which rendering this target receives
 
 
 class AppriseSender:
@@ -110,8 +131,6 @@ class AppriseSender:
     ) -> None:
         # Imported here: ~0.12 s that `check`, `replay` and `demo` need not pay.
         import apprise
-
-        from agent.notify import wecom
 
         own_apprise_logging()
         wecom.register()  # qywx://KEY: WeCom with errcode checked
@@ -159,7 +178,8 @@ class AppriseSender:
             if key not in self._targets:
                 single = apprise.Apprise(asset=self._asset)
                 single.add(service)
-                self._targets[key] = _Target(key, service, display_target(service, text), single)
+                self._targets[key] = _Target(key, service, display_target(service, text), single,
+                                             channel_of(service.url(privacy=True)))
 
     @staticmethod
     def _keyed(loaded: list[tuple[str, list[Any]]], from_file: list[Any]) -> list[tuple[str, Any]]:
@@ -242,6 +262,12 @@ class AppriseSender:
             return []
         matched = self._apprise.find(tag=tags, resolve=False)
         return list(dict.fromkeys(self._key_of[id(s)] for s in matched if id(s) in self._key_of))
+
+    def channel(self, key: str) -> str:
+        """The channel (`wecom`, `email` or `text`) whose rendering the target of `key`
+        receives; `text` for a key no longer configured."""
+        target = self._targets.get(key)
+        return target.channel if target else "text"
 
     def describe(self, key: str) -> str:
         """The target of `key` as a masked URL (for logs and `status`); the key if unknown."""

@@ -3,11 +3,16 @@
 Apprise's own `wecombot://` checks only the HTTP status, so a wrong key, rate limiting or an
 over-long message (WeCom answers 200 with `errcode` != 0) counts as delivered and the alert is
 lost. This sender reads `errcode`, reports anything but 0 as a failure (so the outbox retries),
-and cuts the text by UTF-8 bytes to WeCom's 2048-byte limit.
+and cuts the content by UTF-8 bytes to WeCom's limit, never inside a character.
+
+It posts markdown (msgtype markdown, 4096 bytes): the title as a bold first line, then the body
+as rendered for the `wecom` channel (agent.notify.templating), whose values are escaped.
+`?format=text` makes it post plain text instead (msgtype text, 2048 bytes), rendered for the
+`text` channel: for clients or gateways that show markdown as its raw characters.
 
 URL: `qywx://KEY` with the bot's webhook key (企业微信; Apprise already gives `wecom://` to
 Pushplus). Options: `?rto=SECONDS` read timeout, `?endpoint=URL` another webhook address (a
-proxy, or a local test server).
+proxy, or a local test server), `?format=text` plain text.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import urllib.request
 from collections.abc import Mapping
 from typing import Any
 
+from agent.notify.markup import WECOM_MARKDOWN_LIMIT, wecom_content
 from agent.notify.render import truncate_utf8
 
 log = logging.getLogger(__name__)
@@ -29,10 +35,18 @@ ENDPOINT = "https://qyapi.weixin.qq.com/cgi-bin/webhook/send"
 TEXT_LIMIT = 2048  # bytes of UTF-8, WeCom's limit for msgtype text
 
 
-def post(key: str, content: str, endpoint: str = ENDPOINT, timeout: float = 10.0) -> str | None:
-    """Send one text message; None when WeCom confirmed it, else why not (secret-free)."""
+def is_text_mode(query: Mapping[str, Any]) -> bool:
+    """True when a target's URL options (`?format=text`) ask for plain text, not markdown."""
+    return str(query.get("format") or "").strip().lower() == "text"
+
+
+def post(key: str, content: str, endpoint: str = ENDPOINT, timeout: float = 10.0,
+         markdown: bool = False) -> str | None:
+    """Send one message (markdown or text); None when WeCom confirmed it, else why not
+    (secret-free). The content is cut to the message type's byte limit."""
     url = f"{endpoint}?{urllib.parse.urlencode({'key': key})}"
-    payload = {"msgtype": "text", "text": {"content": truncate_utf8(content, TEXT_LIMIT)}}
+    kind, limit = ("markdown", WECOM_MARKDOWN_LIMIT) if markdown else ("text", TEXT_LIMIT)
+    payload = {"msgtype": kind, kind: {"content": truncate_utf8(content, limit)}}
     req = urllib.request.Request(url, data=json.dumps(payload, ensure_ascii=False).encode(),
                                  headers={"Content-Type": "application/json"}, method="POST")
     try:
@@ -93,8 +107,12 @@ def register() -> None:
             timeout = float(qsd.get("rto", 10))
         except ValueError:
             timeout = 10.0
-        content = f"{title}\n{body}" if title else body
-        problem = post(key, content, endpoint, timeout)
+        markdown = not is_text_mode(qsd)
+        if markdown:
+            content = wecom_content(title, body)
+        else:
+            content = f"{title}\n{body}" if title else body
+        problem = post(key, content, endpoint, timeout, markdown)
         if problem:
             log.warning("wecom delivery failed: %s", problem)
             return False
