@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import time
 
 from tests.test_daemon import RULES, Agent, append, db_rows, layout, upload_line, wait_for
@@ -85,14 +86,25 @@ def test_the_alert_of_an_unchanged_rule_survives_a_reload(tmp_path, agents):
     agent = Agent(config)
     agents.append(agent)
     log = tmp_path / "logs" / "upload.log"
-    append(log, "".join(upload_line("失败") for _ in range(3)))
-    wait_for(lambda: "upload_failed" in agent.stdout(), what="the alert")
-    (tmp_path / "rules" / "r.yaml").write_text(TWO_RULES, encoding="utf-8")
-    wait_for(lambda: "(file changed): 2 rules" in agent.stderr(), timeout=15,
-             what="the reload")
-    # still failing after the reload: the same alert goes on, it does not fire a second time
-    append(log, "".join(upload_line("失败") for _ in range(3)))
-    time.sleep(3)
+    failing = threading.Event()
+    failing.set()
+
+    def keep_failing() -> None:  # ~10 failures in every 2 s window: the alert stays firing
+        while failing.is_set():
+            append(log, upload_line("失败"))
+            time.sleep(0.2)
+
+    writer = threading.Thread(target=keep_failing, daemon=True)
+    writer.start()
+    try:
+        wait_for(lambda: "upload_failed" in agent.stdout(), what="the alert")
+        (tmp_path / "rules" / "r.yaml").write_text(TWO_RULES, encoding="utf-8")
+        wait_for(lambda: "(file changed): 2 rules" in agent.stderr(), timeout=15,
+                 what="the reload")
+        time.sleep(4.5)  # two more windows, judged by the reloaded rules
+    finally:
+        failing.clear()
+        writer.join()
     append(log, upload_line("成功"))
     wait_for(lambda: db_rows(config, "SELECT 1 FROM alert_log WHERE rule = 'upload_failed' "
                                      "AND state = 'resolved'"), what="the resolution")
