@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from agent.notify import alertmanager
 from agent.notify.sender import AppriseSender, Delivery
 from agent.notify.templating import NoticeRenderer
 from agent.notify.view import notice_of
@@ -214,7 +215,9 @@ class Dispatcher:
             for key in self.sender.target_keys(notice.severity):
                 channel = self.sender.channel(key)
                 if channel not in rendered:
-                    rendered[channel] = self.renderer.render(notice, channel)
+                    rendered[channel] = (
+                        ("", alertmanager.payload(notice, self.language))
+                        if channel == "alertmanager" else self.renderer.render(notice, channel))
                 title, body = rendered[channel]
                 out.append(OutboxMessage(notice.key, notice.severity, title, body, key))
         return out

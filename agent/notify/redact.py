@@ -40,7 +40,7 @@ _URL_LOGGERS = (
     "requests",
 )
 # This project's Apprise plugins log their failure reasons under their own module name.
-_PLUGIN_LOGGERS = ("agent.notify.wecom",)
+_PLUGIN_LOGGERS = ("agent.notify.wecom", "agent.notify.alertmanager")
 
 
 def _split_url(url: str) -> tuple[str | None, str, str, str, str]:

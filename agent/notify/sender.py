@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from agent.notify import wecom
+from agent.notify import alertmanager, wecom
 from agent.notify.failures import (
     TargetProblems,
     explain_failure,
@@ -80,7 +80,8 @@ def target_key(url: str) -> str:
 def channel_of(url: str) -> str:
     """The message channel a target's URL calls for (agent.notify.templating renders one
     message per channel): `wecom` for our WeCom bot (`qywx://`) unless it asks
-    `?format=text`; `email` for `mailto://` and `mailtos://`; `text` for everything else.
+    `?format=text`; `email` for `mailto://` and `mailtos://`; `alertmanager` for
+    `alertmanager://` (its JSON alerts); `text` for everything else.
 
     Apprise's own `wecombot://` is `text`: it posts msgtype text, which would show markdown
     as its raw characters.
@@ -92,6 +93,8 @@ def channel_of(url: str) -> str:
         return "text" if wecom.is_text_mode(query) else "wecom"
     if scheme in ("mailto", "mailtos"):
         return "email"
+    if scheme in alertmanager.SCHEMES:
+        return "alertmanager"
     return "text"
 
 
@@ -134,6 +137,7 @@ class AppriseSender:
 
         own_apprise_logging()
         wecom.register()  # qywx://KEY: WeCom with errcode checked
+        alertmanager.register()  # alertmanager://HOST:PORT: Alertmanager's v2 API
         self._apprise_mod = apprise
         self.timeout = timeout
         self.routes = {sev: list(tags) for sev, tags in (routes or {}).items()}
