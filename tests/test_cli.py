@@ -126,7 +126,7 @@ def test_check_reports_rule_and_secret_problems_together(tmp_path):
     done = agent("check", "-c", config)
     assert done.returncode == 1
     assert "2 problem(s)" in done.stderr
-    assert "rules.0.when" in done.stderr and "cuont" in done.stderr
+    assert "rules.0 (r).when" in done.stderr and "cuont" in done.stderr
     assert "INVOICE_AGENT_TEST_UNSET" in done.stderr
 
 

@@ -3,6 +3,7 @@ rules behave as their `for:` and type say."""
 
 from __future__ import annotations
 
+import json
 import textwrap
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -55,7 +56,9 @@ def test_shipped_rules_load_against_the_shipped_demo_config(demo_config):
                        ledger=loaded.config.ledger)
     names = {r.name for r in rules}
     assert {"upload_outage", "upload_failure_rate", "upload_latency", "upload_silence",
-            "erp_sync_failures"} <= names
+            "erp_sync_failures", "oom_killer", "disk_full", "disk_io_error",
+            "platform_connection_errors", "tls_certificate_expiry", "tls_errors",
+            "dns_failure", "invoice_service_failed"} <= names
     # every rule speaks both languages: in its templates, or (ledger rules) in texts of its own
     assert all(r.config.summary.get("zh") and r.config.summary.get("en") for r in rules
                if r.kind == "rule")
@@ -71,6 +74,27 @@ def test_shipped_rule_templates_render_real_features(demo_config):
     text = rules["upload_failure_rate"].summary(values)
     assert text["en"] == "upload failure rate 56% (45/81), top error code 1001 (45x)"
     assert "56%" in text["zh"]
+
+
+def test_rule_test_files_beside_the_rules_are_not_loaded_as_rules(tmp_path):
+    write_rules(tmp_path, """\
+        rules:
+          - name: upload_busy
+            type: threshold
+            source: upload
+            when: "count > 100"
+        """, "upload.yaml")
+    # a rule test file (`invoice-agent rules test`): not a rule file, though rules/*.yaml
+    # matches it
+    write_rules(tmp_path, """\
+        rule_files: [upload.yaml]
+        tests:
+          - name: busy
+            input: [{source: upload, lines: ""}]
+            expect_none: true
+        """, "upload.test.yaml")
+    rules = load_rules([str(tmp_path / "*.yaml")], ["upload"])
+    assert [r.name for r in rules] == ["upload_busy"]
 
 
 def test_misspelled_feature_in_when_is_a_load_error_with_file_key_and_line(tmp_path):
@@ -370,3 +394,33 @@ def test_replay_decides_absence_as_an_event_by_event_run_would(tmp_path):
     assert [(t.state, t.ts) for t in result.transitions] == [
         ("firing", T0 + timedelta(minutes=40)), ("resolved", T0 + timedelta(minutes=45))]
     assert result.lines == len(lines) and result.unparsed == 0
+
+
+# -- checkpoints of a rule that changed its type under the same name ----------------------------
+
+KINDS = """\
+rules:
+  - {name: r1, type: pattern, source: upload, match: 'x', group_by: [host]}
+  - {name: r2, type: spike, source: upload, windows: 2}
+  - {name: r3, type: new_term, source: upload, field: host, learn: 0s}
+  - {name: r4, type: threshold, source: upload, when: "count > 0", group_by: [host]}
+  - {name: r5, type: threshold, sources: [upload, platform], when: "upload.count > 0"}
+"""
+
+
+def test_a_checkpoint_written_by_another_rule_type_is_ignored_not_fatal(tmp_path):
+    engine = absence_engine(tmp_path, KINDS)
+    for minute in range(12):
+        ts = T0 + timedelta(minutes=minute)
+        engine.push(ts, Event(ts=ts, source="upload", host="fp-a", message="x"))
+    engine.advance(T0 + timedelta(minutes=12))
+    states = json.loads(json.dumps({d.name: d.state() for d in engine.detectors}))
+    assert all(states.values())  # each remembers something
+    fresh = {d.name: json.dumps(d.state(), sort_keys=True)
+             for d in load_rules([str(tmp_path / "rules" / "*.yaml")], ["upload", "platform"])}
+    for name, state in states.items():
+        for rule in load_rules([str(tmp_path / "rules" / "*.yaml")], ["upload", "platform"]):
+            if rule.name != name:
+                rule.restore(state)  # the rule of that name was of another type before
+                assert json.dumps(rule.state(), sort_keys=True) == fresh[rule.name], (
+                    rule.name, name)

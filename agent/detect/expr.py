@@ -2,7 +2,9 @@
 
 Expressions (`failure_rate > 0.3 and count >= 5`) run in simpleeval, which refuses dunders,
 imports and huge powers. Names are checked against the known features when the rule loads,
-so a misspelled feature is a load error, not a silent never-firing rule.
+so a misspelled feature is a load error (with the closest known name), not a silent
+never-firing rule. A rule over several sources names features by source: `upload.count`, each
+source being a namespace of its own features.
 
 simpleeval does not bound everything: `'%999999999s' % x`, f-string widths, `str.ljust` and
 `(9**3999999) * (9**3999999)` each cost gigabytes or minutes at every evaluation. What can be
@@ -13,10 +15,12 @@ time by the operators below. Templates get the same treatment for their field wi
 from __future__ import annotations
 
 import ast
+import difflib
 import operator
 import re
 import string
-from typing import Any, Collection, Mapping
+from types import SimpleNamespace
+from typing import Any, Collection, Iterable, Mapping
 
 from simpleeval import DEFAULT_OPERATORS, EvalWithCompoundTypes  # type: ignore[import-untyped]
 
@@ -130,24 +134,88 @@ def _costly(node: ast.AST) -> str | None:
     return None
 
 
-class Expression:
-    """A boolean condition over named values, parsed once."""
+def suggest(name: str, known: Iterable[str]) -> str | None:
+    """The known name closest to a misspelled one, if any is close enough."""
+    known = list(known)
+    same = [k for k in known if k.lower() == name.lower()]  # ERP for erp
+    if same:
+        return same[0]
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    return close[0] if close else None
 
-    def __init__(self, text: str, known: Collection[str]):
+
+def unknown_names(names: Iterable[str], known: Collection[str], shown: str = "{!r}") -> str:
+    """"unknown name 'latncy_p95'; did you mean 'latency_p95'?" for each name; the known names
+    are listed when one has no close match. `shown` formats a name (templates use braces)."""
+    parts, lost = [], False
+    for name in names:
+        close = suggest(name, known)
+        part = f"unknown name {shown.format(name)}"
+        if close is not None:
+            part += f"; did you mean {shown.format(close)}?"
+        else:
+            lost = True
+        parts.append(part)
+    text = "; ".join(parts)
+    return f"{text} (known: {', '.join(sorted(known))})" if lost else text
+
+
+def namespaces(values: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """Per-source feature mappings as the names an expression with qualified names takes:
+    `upload.count` reads the attribute `count` of the namespace `upload`."""
+    return {ns: SimpleNamespace(**features) for ns, features in values.items()}
+
+
+def _qualified(tree: ast.AST, spaces: Mapping[str, Collection[str]]
+               ) -> tuple[set[int], list[str], list[str]]:
+    """The ids of the `source.feature` nodes, the unknown qualified names, and the namespaces
+    used bare (`upload > 1`): a namespace stands only before a dot and a feature name."""
+    allowed: set[int] = set()
+    unknown: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) \
+                and node.value.id in spaces:
+            allowed.update((id(node), id(node.value)))
+            if node.attr not in spaces[node.value.id]:
+                unknown.append(f"{node.value.id}.{node.attr}")
+    bare = sorted({n.id for n in ast.walk(tree) if isinstance(n, ast.Name)
+                   and n.id in spaces and id(n) not in allowed})
+    return allowed, unknown, bare
+
+
+class Expression:
+    """A boolean condition over named values, parsed once.
+
+    `spaces` maps a namespace (a source's name) to the names it holds, for qualified names
+    (`upload.failure_rate`); evaluate with `namespaces(...)` among the names.
+    """
+
+    def __init__(self, text: str, known: Collection[str],
+                 spaces: Mapping[str, Collection[str]] | None = None):
         self.text = text
         try:
             tree = ast.parse(text.strip(), mode="eval")
         except (SyntaxError, ValueError) as exc:  # ValueError: an int literal over 4300 digits
             raise ExprError(f"invalid expression {text!r}: "
                             f"{getattr(exc, 'msg', None) or exc}") from None
+        spaces = spaces or {}
+        qualified, unknown_q, bare = _qualified(tree, spaces)
+        if bare:
+            raise ExprError(f"{', '.join(repr(b) for b in bare)} is a source: name one of its "
+                            f"features, e.g. {bare[0]}.count, in {text!r}")
         unknown = sorted(
             {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
-            - set(known) - set(FUNCTIONS) - _CONSTANTS)
+            - set(known) - set(FUNCTIONS) - _CONSTANTS - set(spaces)) + unknown_q
+        for name in unknown:
+            owners = [ns for ns, names in spaces.items() if name in names]
+            if owners:  # a feature of several sources: which one is meant
+                raise ExprError(f"{name!r} needs its source: "
+                                f"{' or '.join(f'{ns}.{name}' for ns in owners)}")
         if unknown:
-            raise ExprError(f"unknown name(s) {', '.join(unknown)} in {text!r}; known: "
-                            f"{', '.join(sorted(known))}")
+            everything = [*known, *(f"{ns}.{n}" for ns, names in spaces.items() for n in names)]
+            raise ExprError(unknown_names(unknown, everything))
         for node in ast.walk(tree):
-            why = _costly(node)
+            why = None if id(node) in qualified else _costly(node)
             if why:
                 raise ExprError(f"{why}, in {text!r}")
         # copies: simpleeval adds list/dict/... to the functions mapping it is given
@@ -169,13 +237,21 @@ class Expression:
 
 class _Formatter(string.Formatter):
     def get_field(self, field_name: str, args: Any, kwargs: Any) -> Any:
-        # only plain names: "{x.__class__}" or "{x[0]}" could reach into objects
-        if not field_name.isidentifier():
+        # only plain names, looked up whole: "{x.__class__}" or "{x[0]}" could reach into
+        # objects. A qualified name ("upload.count") is one key of the values, never an
+        # attribute access
+        if not _plain(field_name):
             raise KeyError(field_name)
         return kwargs[field_name], field_name
 
 
+def _plain(name: str) -> bool:
+    """A name or a qualified name (`upload.count`): identifiers joined by dots."""
+    return all(part.isidentifier() for part in name.split("."))
+
+
 _FORMATTER = _Formatter()
+_BRACED = "{{{}}}"  # a template name as written: {failed}
 
 
 class Template:
@@ -191,11 +267,10 @@ class Template:
         for _, name, spec, _conv in parts:
             if name is None:
                 continue
-            if not name.isidentifier():
+            if not _plain(name):
                 raise ExprError(f"template field {{{name}}} in {text!r}: use a plain name")
             if name not in known:
-                raise ExprError(f"unknown name {{{name}}} in {text!r}; known: "
-                                f"{', '.join(sorted(known))}")
+                raise ExprError(unknown_names([name], known, _BRACED))
             if spec and "{" in spec:
                 raise ExprError(f"nested fields are not supported in {text!r}")
             # the only digit runs a format spec can hold are its fill, width and precision

@@ -3,22 +3,29 @@
 from __future__ import annotations
 
 import glob
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Collection, Iterable, Iterator
 
 from pydantic import ValidationError
 
-from agent.detect.base import BuildContext, Detector, RuleError
-from agent.detect.expr import ExprError
+from agent.detect.base import BuildContext, Detector, RuleConfig, RuleError
+from agent.detect.expr import ExprError, suggest
 from agent.detect.registry import RULE_TYPES
 from agent.ledger.config import LEDGER_SOURCE, LedgerConfig
 from agent.yamlfile import FileProblems, Problem, YamlDoc, dotted, read_yaml
 
+RULE_TEST_SUFFIX = ".test.yaml"
+
 
 def rule_files(globs: Iterable[str]) -> list[str]:
+    """The rule files the globs match, in order, each once. Rule test files
+    (`*.test.yaml`, for `invoice-agent rules test`) live beside the rules and are skipped."""
     files: list[str] = []
     for pattern in globs:
         for f in sorted(glob.glob(pattern)):
+            if f.endswith(RULE_TEST_SUFFIX):
+                continue
             if f not in files:
                 files.append(f)
     return files
@@ -53,10 +60,10 @@ def load_rules(globs: Iterable[str], sources: Collection[str],
                 continue
             assert rule is not None
             if rule.name in seen:
-                problems.append(Problem(
+                problems.append(RuleProblem(
                     path, f"rules.{i}.name",
                     f"rule name {rule.name!r} already used in {seen[rule.name]}",
-                    doc.line_of(("rules", i, "name"))))
+                    doc.line_of(("rules", i, "name")), rule.name))
                 continue
             seen[rule.name] = path
             rules.append(rule)
@@ -82,35 +89,66 @@ def _rules_in(doc: YamlDoc, context: BuildContext) -> Iterator[_Found]:
         yield i, rule, found
 
 
+@dataclass(frozen=True, slots=True)
+class RuleProblem(Problem):
+    """A problem of one rule: shown with the rule's name after its place in the file,
+    `rules.1 (upload_latency).when: ...`, so the operator finds it by name. `key` stays the
+    plain path (`rules.1.when`)."""
+
+    rule: str = ""
+
+    def __str__(self) -> str:
+        if not self.rule:
+            return Problem.__str__(self)
+        head, _, rest = self.key.partition(".")  # "rules", "1.when"
+        index, dot, tail = rest.partition(".")
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {head}.{index} ({self.rule}){dot}{tail}: {self.message}"
+
+
 def _one_rule(doc: YamlDoc, i: int, item: Any, context: BuildContext
               ) -> tuple[Detector | None, Problem | list[Problem] | None]:
     base = ("rules", i)
     if not isinstance(item, dict):
         return None, Problem(doc.path, dotted(base), "expected a mapping", doc.line_of(base))
+    name = item.get("name")
+    rule = name[:80] if isinstance(name, str) else ""
+
+    def problem(loc: tuple[Any, ...], message: str) -> RuleProblem:
+        return RuleProblem(doc.path, dotted(loc), message, doc.line_of(loc), rule)
+
     kind = item.get("type")
     if not isinstance(kind, str) or kind not in RULE_TYPES:
-        return None, Problem(doc.path, dotted(base + ("type",)),
-                             f"unknown rule type {kind!r}; expected one of "
-                             f"{', '.join(sorted(RULE_TYPES))}", doc.line_of(base + ("type",)))
+        close = suggest(kind, RULE_TYPES) if isinstance(kind, str) else None
+        hint = f"; did you mean {close!r}?" if close else ""
+        return None, problem(base + ("type",), f"unknown rule type {kind!r}{hint} (expected "
+                             f"one of {', '.join(sorted(RULE_TYPES))})")
+    config_type = RULE_TYPES[kind]
     try:
-        config = RULE_TYPES[kind].model_validate(item)
+        config = config_type.model_validate(item)
     except ValidationError as exc:
-        found = []
-        for err in exc.errors():
-            loc = base + tuple(err["loc"])
-            msg = {"extra_forbidden": "unknown key", "missing": "required key is missing"}.get(
-                err["type"], err["msg"].removeprefix("Value error, "))
-            found.append(Problem(doc.path, dotted(loc), msg, doc.line_of(loc)))
-        return None, found
+        return None, [problem(base + tuple(err["loc"]), _message(err, config_type))
+                      for err in exc.errors()]
     sources = context.sources
-    for src in config.source_names():
+    for j, src in enumerate(config.source_names()):
         if src not in sources:
-            loc = base + ("source",)
-            return None, Problem(doc.path, dotted(loc),
-                                 f"unknown source {src!r}; configured: "
-                                 f"{', '.join(sources) or 'none'}", doc.line_of(loc))
+            close = suggest(src, sources)
+            hint = f"; did you mean {close!r}?" if close else ""
+            loc = base + (("sources", j) if "sources" in item else ("source",))
+            return None, problem(loc, f"unknown source {src!r}{hint} (configured: "
+                                      f"{', '.join(sources) or 'none'})")
     try:
         return config.build(context), None
     except (ExprError, RuleError) as exc:
-        loc = base + tuple(exc.key.split(".")) if exc.key else base
-        return None, Problem(doc.path, dotted(loc), str(exc), doc.line_of(loc))
+        return None, problem(base + tuple(exc.key.split(".")) if exc.key else base, str(exc))
+
+
+def _message(err: Any, config_type: type[RuleConfig]) -> str:
+    """One validation error as operators read it; a misspelled option gets the closest one."""
+    if err["type"] == "extra_forbidden":
+        options = [f.alias or n for n, f in config_type.model_fields.items()]
+        close = suggest(str(err["loc"][-1]), options) if len(err["loc"]) == 1 else None
+        return f"unknown key; did you mean {close!r}?" if close else "unknown key"
+    if err["type"] == "missing":
+        return "required key is missing"
+    return str(err["msg"]).removeprefix("Value error, ")

@@ -9,11 +9,17 @@ from agent.detect.ledger_checks import DuplicateConfig, IncompleteConfig, Mismat
 from agent.detect.ledger_missing import MissingConfig
 from agent.detect.ledger_month_end import MonthEndConfig
 from agent.detect.ledger_stuck import StuckConfig
+from agent.detect.new_term import NewTermConfig
+from agent.detect.pattern import PatternConfig
+from agent.detect.spike import SpikeConfig
 from agent.detect.threshold import ThresholdConfig
 
 RULE_TYPES: dict[str, type[RuleConfig]] = {
     "threshold": ThresholdConfig,
     "absence": AbsenceConfig,
+    "pattern": PatternConfig,
+    "spike": SpikeConfig,
+    "new_term": NewTermConfig,
     # the invoice ledger's (agent/detect/ledger_*.py): they need a `ledger:` config section
     "missing": MissingConfig,
     "mismatch": MismatchConfig,
