@@ -11,7 +11,10 @@ import json
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Iterable, Mapping, Protocol
+from zoneinfo import ZoneInfo
 
+from agent.routing.config import Escalate
+from agent.routing.timespec import Schedule, TimeRange
 from agent.types import AlertState, Finding, Transition
 
 __all__ = ["AlertBook", "AlertState", "CHANGED", "ESCALATED", "FIRST", "REPEAT", "RESOLVED",
@@ -33,6 +36,8 @@ class RuleMeta(Protocol):
     severity: str
     pending_for: timedelta
     repeat_interval: timedelta | None
+    active_hours: tuple[TimeRange, ...] | None  # None: at any time
+    escalate: Escalate | None
 
     def summary(self, values: Mapping[str, Any]) -> dict[str, str]: ...
 
@@ -73,6 +78,13 @@ def step(prev: AlertState | None, f: Finding, rule: RuleMeta,
         if live.state == "firing":
             live = replace(live, last_notified=now)
             return live, _transition(live, rule, now, "firing", ESCALATED, live.values)
+    esc = rule.escalate
+    if esc is not None and live.state == "firing" and live.fired_at is not None \
+            and now - live.fired_at >= esc.after \
+            and _RANK.get(esc.to, 0) > _RANK.get(live.severity, 0):
+        # still firing after `escalate.after`: told again at once, routed by the new severity
+        live = replace(live, severity=esc.to, last_notified=now)
+        return live, _transition(live, rule, now, "firing", ESCALATED, live.values)
     if f.cause is not None and f.cause != live.cause:
         # "erp silent: 214 waiting" after "3 invoices missing" is news, not a repeat
         live = replace(live, cause=f.cause)
@@ -111,12 +123,17 @@ def _transition(a: AlertState, rule: RuleMeta, now: datetime, state: str, reason
 
 
 class AlertBook:
-    """The live alerts (pending and firing), advanced by findings."""
+    """The live alerts (pending and firing), advanced by findings. A rule's `active_hours`
+    are read in `timezone`: outside them its findings count as inactive."""
 
-    def __init__(self, rules: Mapping[str, RuleMeta], default_repeat: timedelta):
+    def __init__(self, rules: Mapping[str, RuleMeta], default_repeat: timedelta,
+                 timezone: str = "Asia/Shanghai"):
         self.rules = rules
         self.default_repeat = default_repeat
         self.live: dict[str, AlertState] = {}
+        zone = ZoneInfo(timezone)
+        self.hours = {name: Schedule(r.active_hours, zone=zone) for name, r in rules.items()
+                      if r.active_hours}
 
     def process(self, findings: Iterable[Finding]) -> tuple[list[Transition], list[AlertState]]:
         """Advance by findings; return the notifications and every changed state."""
@@ -126,6 +143,8 @@ class AlertBook:
             rule = self.rules.get(f.rule)
             if rule is None:
                 continue
+            if f.active and self.hours:
+                f = self._within_hours(f)
             fp = fingerprint(f.rule, f.labels)
             prev = self.live.get(fp)
             new, tr = step(prev, f, rule, self.default_repeat)
@@ -141,6 +160,14 @@ class AlertBook:
             if tr is not None:
                 transitions.append(tr)
         return transitions, changed
+
+    def _within_hours(self, f: Finding) -> Finding:
+        """A finding outside its rule's active hours counts as inactive. A window verdict is
+        placed at the window's start: the window [19:55, 20:00) is inside 08:00-20:00."""
+        hours = self.hours.get(f.rule)
+        if hours is None or hours.contains(f.window_start or f.ts):
+            return f
+        return replace(f, active=False)
 
     def firing(self) -> list[AlertState]:
         return [a for a in self.live.values() if a.state == "firing"]

@@ -32,6 +32,7 @@ from agent.configtypes import Duration, error_message, parse_duration
 from agent.ledger.config import LedgerConfig, source_problems
 from agent.model.config import ModelConfig
 from agent.parse.regex_lines import MATCH_TIMEOUT, nested_quantifier
+from agent.routing.config import Grouping, InhibitRule, MaintenanceWindows
 from agent.types import READABLE_FIELDS
 from agent.yamlfile import FileProblems, Problem, YamlDoc, dotted, read_yaml
 
@@ -113,8 +114,9 @@ class UrlTarget(_Model):
     tags: list[str] = Field(default_factory=list)
 
 
-class NotifyConfig(_Model):
-    """Where alerts go. With no target, alerts are printed to the console."""
+class NotifyConfig(Grouping):
+    """Where alerts go, grouped how (agent/routing). With no target, alerts are printed to the
+    console."""
 
     urls: list[str | UrlTarget] = Field(
         default_factory=list, description="Apprise URLs; ${ENV} is expanded")
@@ -147,6 +149,11 @@ class AgentConfig(_Model):
     ledger: LedgerConfig | None = Field(None, description="Invoice ledger (agent/ledger/)")
     model: ModelConfig | None = Field(
         None, description="Anomaly model scoring every closed time slot (agent/model/)")
+    inhibit: list[InhibitRule] = Field(
+        default_factory=list,
+        description="Alerts that mute others while they fire (an outage mutes its effects)")
+    maintenance: MaintenanceWindows = Field(
+        default_factory=list, description="Planned maintenance: matching alerts not notified")
 
     @field_validator("timezone")
     @classmethod

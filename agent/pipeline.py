@@ -1,5 +1,5 @@
 """The decision pipeline shared by `run`, `replay` and `demo`: parse -> windows -> detectors ->
-alerts.
+alerts -> routing (groups, inhibition, silences, maintenance: one message per group).
 
 Pure apart from the parser's clock (for "timestamp in the future"): events go in, alert
 transitions come out, and `now` is always passed in. Events are pushed in the order their
@@ -8,6 +8,12 @@ it: every window that closed before it is closed and judged first. The daemon an
 events the same way, so they decide the same on the same lines. With a ledger, each event of a
 stage source is recorded in it and the ledger rules are shown what it changed; the ledger's own
 windows (the derived `ledger` source) close with the others.
+
+Every alert transition also goes to the router (agent/routing). It takes transitions and group
+flushes in event-time order up to `lateness` behind the engine's time: a window's verdict,
+stamped with the window's end, arrives once `lateness` has passed, and must not miss the flush
+it belongs to. In a replay (`batch`) the model scores windows in batches, so its transitions
+arrive late: there the router takes everything at `finish`, in time order.
 """
 
 from __future__ import annotations
@@ -26,8 +32,20 @@ from agent.detect.ledger_base import EpisodeRule, LedgerRule
 from agent.features import Windows
 from agent.ledger.book import Ledger
 from agent.parse import ParseSpec, build_parser
+from agent.routing.router import Router
+from agent.routing.timespec import later
 from agent.store.records import LedgerChanges
-from agent.types import Event, Finding, ParseFailure, RawLine, Transition, Window
+from agent.types import (
+    Event,
+    Finding,
+    Muted,
+    Notice,
+    ParseFailure,
+    RawLine,
+    Silence,
+    Transition,
+    Window,
+)
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +81,8 @@ class Engine:
 
     def __init__(self, loaded: LoadedConfig, detectors: list[Detector],
                  clock: Callable[[], datetime] | None = None, counts: Counts | None = None,
-                 ledger: Ledger | None = None):
+                 ledger: Ledger | None = None, batch: bool = False):
+        """`batch`: a replay, whose detectors may hand findings over late (see above)."""
         cfg = loaded.config
         self.config = cfg
         self.parsers = {s.name: build_parser(parse_spec(s, cfg), clock) for s in cfg.sources}
@@ -98,7 +117,10 @@ class Engine:
                 self._on_ledger.append(d)
                 if type(d).on_ledger is not EpisodeRule.on_ledger:
                     self._on_clean.append(d)
-        self.book = AlertBook({d.name: d for d in detectors}, cfg.notify.repeat_interval)
+        self.book = AlertBook({d.name: d for d in detectors}, cfg.notify.repeat_interval,
+                              cfg.timezone)
+        self.router = Router.from_config(cfg)
+        self.batch = batch
         self._step = cfg.window.total_seconds()
         self._lateness = cfg.lateness.total_seconds()
         self._due: float | None = None  # event time at which the next window may close
@@ -181,7 +203,9 @@ class Engine:
 
     def _decide(self, findings: list[Finding]) -> None:
         transitions, changed = self.book.process(findings)
-        self.transitions.extend(transitions)
+        if transitions:
+            self.transitions.extend(transitions)
+            self.router.add(transitions)
         self.changed.extend(changed)
 
     def _eval_failed(self, d: Detector, exc: ValueError) -> None:
@@ -223,6 +247,8 @@ class Engine:
                 self._eval_failed(d, exc)
         if findings:
             self._decide(findings)
+        if not self.batch:
+            self.router.advance(later(now, -self.config.lateness))
 
     def finish(self, now: datetime, data_end: datetime | None = None) -> None:
         """The end of a replay: time advances to `now`, then detectors hand over what they
@@ -239,11 +265,24 @@ class Engine:
                 self._eval_failed(d, exc)
         if findings:
             self._decide(findings)
+        self.router.finish(now)
 
     def take(self) -> list[Transition]:
         """The transitions decided since the last call."""
         out, self.transitions = self.transitions, []
         return out
+
+    def take_notices(self) -> list[Notice]:
+        """The messages to send (one per alert group and flush) decided since the last call."""
+        return self.router.take_notices()
+
+    def take_muted(self) -> list[Muted]:
+        """The transitions the router held back since the last call, and why."""
+        return self.router.take_muted()
+
+    def set_silences(self, silences: list[Silence]) -> None:
+        """The operator's silences, as stored; they apply from the router's next flush."""
+        self.router.set_silences(silences)
 
     # -- checkpoint ------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -256,6 +295,7 @@ class Engine:
             "last_lines": {k: c.last.isoformat() for k, c in self._confirm.items()
                            if c.last is not None},
             **({"ledger": self.ledger.state()} if self.ledger is not None else {}),
+            "router": self.router.state(),
         }
 
     def restore(self, state: dict[str, Any], alerts: Iterable[AlertState]) -> None:
@@ -274,6 +314,7 @@ class Engine:
                 self._confirm.setdefault(k, Confirmed()).last = datetime.fromisoformat(v)
         if self.ledger is not None and isinstance(state.get("ledger"), dict):
             self.ledger.restore(state["ledger"])
+        self.router.restore(state.get("router"))
 
     def drain(self) -> "Drained":
         """Hand over what accumulated since the last call (for the next batch commit)."""

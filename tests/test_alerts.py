@@ -7,7 +7,16 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from agent.alerts import FIRST, REPEAT, RESOLVED, AlertBook, AlertState, fingerprint, step
+from agent.alerts import (
+    ESCALATED,
+    FIRST,
+    REPEAT,
+    RESOLVED,
+    AlertBook,
+    AlertState,
+    fingerprint,
+    step,
+)
 from agent.detect.base import BuildContext
 from agent.detect.threshold import ThresholdConfig, ThresholdRule
 from agent.types import Finding
@@ -171,3 +180,53 @@ def test_step_after_a_cleared_or_resolved_state_starts_a_new_alert():
     resolved = AlertState(cleared.fingerprint, r.name, "rule", "critical", LABELS, "resolved",
                           T0, fired_at=T0, last_notified=T0, resolved_at=T0)
     assert step(resolved, finding(10, False), r, DEFAULT_REPEAT) == (None, None)
+
+
+def escalating(after: str = "1h", severity: str = "warning") -> ThresholdRule:
+    return ThresholdConfig.model_validate({
+        "name": "upload_failure_rate", "type": "threshold", "source": "upload",
+        "when": "failure_rate > 0.3", "severity": severity,
+        "escalate": {"after": after, "to": "critical"}}).build(CONTEXT)
+
+
+def test_a_warning_firing_longer_than_escalate_after_becomes_critical_once():
+    r = escalating()
+    book = AlertBook({r.name: r}, DEFAULT_REPEAT)
+    out = []
+    for minute in range(0, 100, 5):
+        transitions, _ = book.process([finding(minute, minute < 90)])
+        out += [(int((t.ts - T0).total_seconds() // 60), t.state, t.reason, t.severity)
+                for t in transitions]
+    assert out == [(0, "firing", FIRST, "warning"),
+                   (60, "firing", ESCALATED, "critical"),  # an hour after it fired, not again
+                   (90, "resolved", RESOLVED, "critical")]
+    # a new alert of the rule starts at the rule's severity
+    transitions, _ = book.process([finding(100, True)])
+    assert [t.severity for t in transitions] == ["warning"]
+
+
+def test_escalation_survives_a_restart():
+    r = escalating("30m")
+    book = AlertBook({r.name: r}, DEFAULT_REPEAT)
+    run(book, [(0, True), (10, True)])
+    restarted = AlertBook({r.name: r}, DEFAULT_REPEAT)
+    restarted.restore(AlertState.from_json(json.loads(json.dumps(a.to_json())))
+                      for a in book.live.values())
+    assert run(restarted, [(25, True), (30, True), (35, True)]) == [(30, "firing", ESCALATED)]
+
+
+def office_hours_rule() -> ThresholdRule:
+    return ThresholdConfig.model_validate({
+        "name": "upload_failure_rate", "type": "threshold", "source": "upload",
+        "when": "failure_rate > 0.3",
+        "active_hours": {"days": ["mon-fri"], "start": "08:00", "end": "20:00"}}).build(CONTEXT)
+
+
+def test_outside_active_hours_a_finding_counts_as_inactive():
+    r = office_hours_rule()
+    book = AlertBook({r.name: r}, DEFAULT_REPEAT, "Asia/Shanghai")
+    # T0 is Monday 09:00 in Shanghai; 660 minutes later is 20:00
+    assert run(book, [(0, True), (200, True), (660, True), (700, True)]) == [
+        (0, "firing", FIRST), (660, "resolved", RESOLVED)]
+    # the next morning at 08:00 it may fire again
+    assert run(book, [(1380, True)]) == [(1380, "firing", FIRST)]

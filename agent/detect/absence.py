@@ -1,10 +1,15 @@
-"""`type: absence`: no matching event for `for:`, even if the source never logged at all."""
+"""`type: absence`: no matching event for `for:`, even if the source never logged at all.
+
+With `active_hours`, silence counts from the start of the active period: after a quiet night
+the rule fires `for:` after 08:00, not at 08:00.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from pydantic import Field, field_validator
 
@@ -17,6 +22,7 @@ from agent.detect.base import (
     RuleConfig,
     Watch,
 )
+from agent.routing.timespec import Schedule
 from agent.types import Event, Finding, Window
 
 
@@ -51,7 +57,7 @@ class AbsenceConfig(RuleConfig):
         return [self.source]
 
     def build(self, context: BuildContext) -> "AbsenceRule":
-        return AbsenceRule(self, context.window)
+        return AbsenceRule(self, context.window, context.timezone)
 
 
 class AbsenceRule(Detector):
@@ -60,8 +66,11 @@ class AbsenceRule(Detector):
     waiting for the next line to confirm time): their times wait, one per window, until the
     window holding them closes, so a line at 10:30 cannot hide the silence of 09:00-10:30."""
 
-    def __init__(self, config: AbsenceConfig, window: timedelta):
+    def __init__(self, config: AbsenceConfig, window: timedelta,
+                 timezone: str = "Asia/Shanghai"):
         super().__init__(config, {**config.labels, "source": config.source})
+        self.hours = (Schedule(self.active_hours, zone=ZoneInfo(timezone))
+                      if self.active_hours else None)
         self.source = config.source
         self.silence: timedelta = config.for_
         self.pending_for = timedelta(0)  # `for:` is the silence itself
@@ -104,7 +113,12 @@ class AbsenceRule(Detector):
         self._closed_until = window.end
         if self.last_seen is None:
             self.last_seen = window.start
-        silent = window.end - self.last_seen
+        since = self.last_seen
+        if self.hours is not None:
+            period = self.hours.period(window.start)
+            if period is not None and period[0] > since:
+                since = period[0]  # the quiet before the active period does not count
+        silent = window.end - since
         values = {"source": self.source, "silent_minutes": int(silent.total_seconds() // 60),
                   "last_seen": self.last_seen.isoformat()}
         return (Finding(self.name, silent >= self.silence, window.end, self.labels, values,

@@ -29,12 +29,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from agent.config import Duration
 from agent.detect.expr import ExprError, Template
 from agent.ledger.config import LedgerConfig
 from agent.ledger.records import Update
+from agent.routing.config import Escalate
+from agent.routing.timespec import ActiveHours, TimeRange
 from agent.types import Event, Finding, Window
 
 NO_FINDINGS: tuple[Finding, ...] = ()
@@ -94,6 +96,30 @@ class RuleConfig(BaseModel):
     for_: Duration = Field(timedelta(0), alias="for", description="Pending time before firing")
     repeat_interval: Duration | None = Field(None, description="Overrides notify.repeat_interval")
     summary: dict[Literal["zh", "en"], str] = Field(default_factory=dict)
+    active_hours: ActiveHours | None = Field(
+        None, description="When the rule may alert, in the agent's time zone: "
+                          "{days: [business], start: \"08:00\", end: \"20:00\"} or a list; "
+                          "outside, its alerts resolve and none fires")
+    escalate: Escalate | None = Field(
+        None, description="{after: 1h, to: critical}: an alert firing that long takes the "
+                          "new severity")
+
+    @field_validator("active_hours")
+    @classmethod
+    def _some_hours(cls, v: list[TimeRange] | None) -> list[TimeRange] | None:
+        if v is not None and not v:
+            raise ValueError("expected at least one range (leave active_hours out to alert "
+                             "at any time)")
+        return v
+
+    @model_validator(mode="after")
+    def _escalates_up(self) -> "RuleConfig":
+        ranks = ("info", "warning", "critical")
+        if self.escalate is not None and \
+                ranks.index(self.escalate.to) <= ranks.index(self.severity):
+            raise ValueError(f"escalate.to {self.escalate.to!r} must be above the rule's "
+                             f"severity {self.severity!r}")
+        return self
 
     @field_validator("summary", mode="before")
     @classmethod
@@ -133,6 +159,10 @@ class Detector:
         self.labels = dict(labels)
         self.pending_for: timedelta = config.for_
         self.repeat_interval = config.repeat_interval
+        # None: at any time; else the weekly ranges in the agent's time zone
+        self.active_hours: tuple[TimeRange, ...] | None = (
+            tuple(config.active_hours) if config.active_hours else None)
+        self.escalate: Escalate | None = config.escalate
         names = config.template_names()
         self.summaries: dict[str, Template] = {}
         for lang, text in config.summary.items():
