@@ -14,6 +14,7 @@ import os
 import shutil
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -27,7 +28,7 @@ from agent.ledger.summary import LedgerSummary, summarize
 from agent.pipeline import Engine
 from agent.sources.files import FileSource
 from agent.store import DB_NAME, Batch, Store
-from agent.types import Event, Transition
+from agent.types import Event, Muted, Notice, Transition
 from agent.wiring import build_ledger
 
 
@@ -46,6 +47,8 @@ class ReplayResult:
     counters: dict[str, dict[str, int]] = field(default_factory=dict)
     encoding_hints: dict[str, str] = field(default_factory=dict)  # source -> likelier codec
     ledger: LedgerSummary | None = None  # what the ledger holds at the end of the files
+    notices: list[Notice] = field(default_factory=list)  # the messages that would be sent
+    muted: list[Muted] = field(default_factory=list)  # transitions held back, and why
 
     @property
     def fired(self) -> int:
@@ -147,68 +150,95 @@ def _events(engine: Engine, counts: Counts, src: SourceConfig, path: str,
         reader.close()
 
 
-def replay(loaded: LoadedConfig, detectors: list[Detector],
-           pairs: list[tuple[SourceConfig, str]],
-           on_transition: Callable[[Transition], None] | None = None) -> ReplayResult:
-    """Run the pipeline over files in event time; return what it found."""
+@contextmanager
+def ledger_scratch(loaded: LoadedConfig) -> Iterator[Store | None]:
+    """A throwaway SQLite store for the ledger of a replay (None without a ledger)."""
     if loaded.config.ledger is None:
-        return _replay(loaded, detectors, pairs, on_transition, None)
+        yield None
+        return
     scratch = tempfile.mkdtemp(prefix="invoice-agent-replay-")
     try:
         store = Store(Path(scratch) / DB_NAME, scratch=True)
         try:
-            return _replay(loaded, detectors, pairs, on_transition, store)
+            yield store
         finally:
             store.close()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _replay(loaded: LoadedConfig, detectors: list[Detector],
-            pairs: list[tuple[SourceConfig, str]],
-            on_transition: Callable[[Transition], None] | None,
-            store: Store | None) -> ReplayResult:
-    t0 = time.perf_counter()
-    counts = Counts()
+def replay_engine(loaded: LoadedConfig, detectors: list[Detector], store: Store | None,
+                  counts: Counts, clock: Callable[[], datetime] | None = None) -> Engine:
+    """The engine of a replay: batch mode, the ledger (if any) in `store`."""
     ledger = None
     if store is not None:
         ledger = build_ledger(loaded, store, counts,
                               flush=lambda changes: store.commit(Batch(ledger=changes)))
-    engine = Engine(loaded, detectors, counts=counts, ledger=ledger)
-    result = ReplayResult()
+    return Engine(loaded, detectors, clock=clock, counts=counts, ledger=ledger, batch=True)
 
-    def emit() -> None:
-        for tr in engine.take():
-            result.transitions.append(tr)
-            if on_transition is not None:
-                on_transition(tr)
 
-    streams = [_source_events(engine, counts, s, paths, result.encoding_hints)
-               for s, paths in _by_source(pairs)]
-    # one source is already in its own order; several are merged by confirmed event time
+Stream = Iterator[tuple[datetime, int, Event]]
+
+
+def drive(loaded: LoadedConfig, engine: Engine, streams: list[Stream],
+          until: datetime | None = None,
+          emit: Callable[[], None] | None = None) -> datetime | None:
+    """Push the events of `streams` (each a source's events in its own order, with the time
+    its stream confirmed) merged by confirmed time; then finish: time advances past the last
+    line (its window closes; its time was never confirmed by a line after it) and at least to
+    `until`. `emit` is called whenever transitions are waiting. Returns the newest event
+    time."""
     merged: Iterable[tuple[datetime, int, Event]]
-    if len(streams) == 1:
+    if len(streams) == 1:  # one source is already in its own order
         merged = streams[0]
     else:
         merged = heapq.merge(*streams, key=lambda x: x[0])  # empty when no stream
-    last_ts = newest = None
+    last = newest = None
     for confirmed, _seq, ev in merged:
-        last_ts = confirmed
+        last = confirmed
         if newest is None or ev.ts > newest:
             newest = ev.ts
         engine.push(confirmed, ev)
-        if engine.transitions:
+        if emit is not None and engine.transitions:
             emit()
-    if last_ts is not None:
-        # the end of the files: every window that holds data closes, the last line's too
-        # (its time was never confirmed by a line after it)
-        end = max(last_ts, newest or last_ts)
-        engine.finish(end + loaded.config.window + loaded.config.lateness, data_end=newest)
-        emit()
-    drained = engine.drain()
-    if store is not None and drained.ledger is not None:
-        store.commit(Batch(ledger=drained.ledger))
-        result.ledger = summarize(store.invoices)
+    cfg = loaded.config
+    ends = [] if last is None else [max(last, newest or last) + cfg.window + cfg.lateness]
+    if until is not None:
+        ends.append(until + cfg.lateness)  # every window that ends by `until` is judged
+    if ends:
+        data_end = max(d for d in (newest, until) if d is not None)
+        engine.finish(max(ends), data_end=data_end)
+        if emit is not None:
+            emit()
+    return newest
+
+
+def replay(loaded: LoadedConfig, detectors: list[Detector],
+           pairs: list[tuple[SourceConfig, str]],
+           on_transition: Callable[[Transition], None] | None = None) -> ReplayResult:
+    """Run the pipeline over files in event time; return what it found: the transitions,
+    the messages the people on call would have got (notices) and what was muted."""
+    t0 = time.perf_counter()
+    counts = Counts()
+    result = ReplayResult()
+    with ledger_scratch(loaded) as store:
+        engine = replay_engine(loaded, detectors, store, counts)
+
+        def emit() -> None:
+            for tr in engine.take():
+                result.transitions.append(tr)
+                if on_transition is not None:
+                    on_transition(tr)
+
+        streams = [_source_events(engine, counts, s, paths, result.encoding_hints)
+                   for s, paths in _by_source(pairs)]
+        drive(loaded, engine, streams, emit=emit)
+        result.notices = engine.take_notices()
+        result.muted = engine.take_muted()
+        drained = engine.drain()
+        if store is not None and drained.ledger is not None:
+            store.commit(Batch(ledger=drained.ledger))
+            result.ledger = summarize(store.invoices)
     for (src, name), n in counts.drain().items():
         result.counters.setdefault(src, {})[name] = n
     result.lines = sum(c.get("lines", 0) for c in result.counters.values())

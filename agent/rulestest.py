@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 import heapq
-import shutil
 import sys
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,10 +25,9 @@ from agent.config import LoadedConfig
 from agent.counting import Counts
 from agent.detect.base import Detector
 from agent.pipeline import Engine
+from agent.replay import drive, ledger_scratch, replay_engine
 from agent.rulesinput import Expected, RuleTest, Suite, load_suite
-from agent.store import DB_NAME, Batch, Store
 from agent.types import Event, ParseFailure, RawLine, Transition
-from agent.wiring import build_ledger
 from agent.yamlfile import FileProblems
 
 EXIT_OK, EXIT_FAILED, EXIT_BROKEN = 0, 1, 2
@@ -50,52 +47,21 @@ class Run:
 def run_lines(loaded: LoadedConfig, detectors: list[Detector],
               streams: list[tuple[str, list[list[RawLine]]]], until: datetime | None = None,
               clock: Callable[[], datetime] | None = None) -> Run:
-    """Lines from memory through the decision path, as `replay` runs files: each source's
-    blocks of lines as one stream, sources merged by confirmed event time; then time advances
-    past the last line (its window closes) and at least to `until`. The ledger, if
-    configured, lives in a scratch SQLite file, deleted afterwards."""
-    if loaded.config.ledger is None:
-        return _run(loaded, detectors, streams, until, clock, None)
-    scratch = tempfile.mkdtemp(prefix="invoice-agent-rules-test-")
-    try:
-        store = Store(Path(scratch) / DB_NAME, scratch=True)
-        try:
-            return _run(loaded, detectors, streams, until, clock, store)
-        finally:
-            store.close()
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _run(loaded: LoadedConfig, detectors: list[Detector],
-         streams: list[tuple[str, list[list[RawLine]]]], until: datetime | None,
-         clock: Callable[[], datetime] | None, store: Store | None) -> Run:
+    """Lines from memory through the decision path, as `replay` runs files (agent.replay's
+    engine and driver): each source's blocks of lines as one stream, sources merged by
+    confirmed event time; then time advances past the last line (its window closes) and at
+    least to `until`. The ledger, if configured, lives in a scratch SQLite file."""
     counts = Counts()
-    ledger = None
-    if store is not None:
-        ledger = build_ledger(loaded, store, counts,
-                              flush=lambda changes: store.commit(Batch(ledger=changes)))
-    engine = Engine(loaded, detectors, clock=clock, counts=counts, ledger=ledger)
     run = Run()
+    with ledger_scratch(loaded) as store:
+        engine = replay_engine(loaded, detectors, store, counts, clock)
 
-    merged = heapq.merge(*(_stream(engine, blocks) for _, blocks in streams),
-                         key=lambda x: x[0])
-    last = newest = None
-    for confirmed, _seq, ev in merged:
-        last = confirmed
-        if newest is None or ev.ts > newest:
-            newest = ev.ts
-        engine.push(confirmed, ev)
-        run.transitions += engine.take()
-    cfg = loaded.config
-    ends = [] if last is None else [max(last, newest or last) + cfg.window + cfg.lateness]
-    if until is not None:
-        ends.append(until + cfg.lateness)  # every window that ends by `until` is judged
-    if ends:
-        data_end = max(d for d in (newest, until) if d is not None)
-        engine.finish(max(ends), data_end=data_end)
-        run.transitions += engine.take()
-    run.failures = engine.drain().failures
+        def emit() -> None:
+            run.transitions.extend(engine.take())
+
+        drive(loaded, engine, [_stream(engine, blocks) for _, blocks in streams], until,
+              emit)
+        run.failures = engine.drain().failures
     for (_, name), n in counts.drain().items():
         if name == "unparsed":
             run.unparsed += n

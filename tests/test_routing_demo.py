@@ -9,22 +9,18 @@ import pytest
 
 from agent.demo import prepare
 from agent.replay import configured_files, replay
-from agent.routing.router import Router
 from agent.types import Muted, Notice, Transition
 from agent.wiring import load_all
 
 
 @pytest.fixture(scope="module")
 def demo_day(tmp_path_factory) -> tuple[list[Notice], list[Muted], list[Transition]]:
-    """The demo's simulated day replayed as `invoice-agent demo` does; its router takes the
-    transitions in time order at the end, as the engine of a replay does."""
+    """The demo's simulated day replayed as `invoice-agent demo` does: the messages its
+    engine's router made, what it held back, every transition."""
     config, _ = prepare(tmp_path_factory.mktemp("demo"))
     loaded, rules = load_all(config, notify=False, batch=True)
     result = replay(loaded, rules, configured_files(loaded))
-    router = Router.from_config(loaded.config)
-    router.add(result.transitions)
-    router.finish(max(t.ts for t in result.transitions))
-    return router.take_notices(), router.take_muted(), result.transitions
+    return result.notices, result.muted, result.transitions
 
 
 def between(notices: list[Notice], start: time, end: time) -> list[Notice]:
