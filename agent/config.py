@@ -127,6 +127,9 @@ class NotifyConfig(Grouping):
     language: Literal["zh", "en"] = "zh"
     repeat_interval: Duration = Field(timedelta(hours=4), description="Re-notify a firing alert")
     timeout: Duration = Field(timedelta(seconds=10), description="Per-delivery timeout")
+    templates: str | None = Field(
+        None, description="Folder overriding the shipped message templates (zh/wecom.j2, "
+                          "en/email.j2, ...); relative to the config file")
 
 
 class AgentConfig(_Model):

@@ -78,6 +78,7 @@ class Daemon:
         loaded = self.loaded
         self.sources = wiring.build_sources(loaded, self.store, self.counts)
         self.engine = wiring.build_engine(loaded, self.rules, self.store, self.counts)
+        self.engine.set_silences(self.store.silences.all())
         self.zone = wiring.zone(loaded)  # live alert times read like the log's own
         sender = wiring.build_sender(loaded)
         if self.dispatcher is not None:
@@ -85,7 +86,8 @@ class Daemon:
             self.dispatcher = None
         if sender.has_targets:
             self.dispatcher = Dispatcher(self.store.outbox, sender, loaded.config.notify.language,
-                                         wake=lambda: self.waker.wake())
+                                         wake=lambda: self.waker.wake(),
+                                         renderer=wiring.build_renderer(loaded, self.rules))
             self.dispatcher.start()
         self._positions_unsaved = True  # e.g. start_at: end positions, before any line
         self._build_model()
@@ -196,6 +198,8 @@ class Daemon:
     def step(self, now: datetime | None = None) -> bool:
         """One batch: read, decide, commit, deliver. True if files still hold unread lines."""
         per_source = max(1, self.loaded.config.batch_lines // max(1, len(self.sources)))
+        if self.store.silences.changed():  # `invoice-agent silence` wrote: honoured at once
+            self.engine.set_silences(self.store.silences.all())
         streams: list[list[tuple[datetime, Event]]] = []
         limit: datetime | None = None  # catching up: time moves as far as the slowest source
         backlog = read = False
@@ -231,11 +235,17 @@ class Daemon:
         return backlog
 
     def _commit(self, transitions: list[Transition], read: bool = True) -> None:
+        """One transaction: the batch's offsets, counts, windows, alerts, ledger changes, the
+        engine's state and the messages its groups flushed (the state counts them as sent:
+        they must reach the outbox in the same commit)."""
         drained = self.engine.drain()
+        notices = self.engine.take_notices()
+        for m in self.engine.take_muted():
+            log.info("not notified: %s %s (%s by %s)", m.rule, m.state, m.why, m.by)
         batch = Batch(counters=self.counts.drain(), samples=drained.failures,
                       windows=drained.windows, alerts=drained.alerts, transitions=transitions,
                       ledger=drained.ledger)
-        if batch.empty() and not read and not self._positions_unsaved:
+        if batch.empty() and not notices and not read and not self._positions_unsaved:
             return
         self._positions_unsaved = False
         batch.offsets = {fs.name: [wiring.to_offset(fs.name, c) for c in fs.checkpoints()]
@@ -245,7 +255,7 @@ class Daemon:
             fs.name: {"encoding_hint": fs.encoding_hint(), "missing_dirs": fs.missing_dirs()}
             for fs in self.sources}
         if self.dispatcher is not None:
-            batch.outbox = self.dispatcher.messages(transitions)
+            batch.outbox = self.dispatcher.messages(notices)
         self.store.commit(batch)
         if drained.windows:
             end, cfg = drained.windows[-1].end, self.loaded.config

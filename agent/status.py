@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -26,6 +26,7 @@ def collect(config_path: str) -> dict[str, Any]:
                            "daemon": {"running": False}}
     for s in loaded.config.sources:
         out["sources"][s.name] = {"files": [], "samples": [], **{c: 0 for c in _COUNTERS}}
+    out["maintenance"] = maintenance(loaded.config)
     if not Path(db_path).is_file():
         out["note"] = "no state yet: the agent has not run with this config"
         return out
@@ -61,6 +62,9 @@ def _read_state(store: Store, loaded: Any, out: dict[str, Any]) -> None:
         if loaded.config.ledger is not None:
             out["ledger"] = _ledger(store)
         state = store.engine_state()
+        router = (state.get("engine") or {}).get("router") or {}
+        out["muted"] = list(router.get("muted") or [])  # what is held back now, and why
+        out["messages"] = list(router.get("recent") or [])[-10:]  # the latest sent
         out["daemon"] = _daemon(state.get("daemon"))
         for name, extra in (state.get("sources") or {}).items():
             if name in out["sources"] and isinstance(extra, dict):
@@ -85,6 +89,31 @@ def _ledger(store: Store) -> dict[str, Any]:
         return store.invoices.counts()
     except sqlite3.OperationalError:  # a state written before the ledger existed
         return {}
+
+
+def maintenance(config: Any, now: datetime | None = None) -> list[dict[str, Any]]:
+    """Each maintenance window: muting now (until when, grace included), or its next start
+    within a week."""
+    from agent.routing.mutes import Maintenance
+
+    zone = ZoneInfo(config.timezone)
+    now = now or datetime.now(zone)
+    m = Maintenance(config.maintenance, config.timezone)
+    active = dict(m.active(now))
+    out = []
+    for w, schedule in m.windows:
+        item: dict[str, Any] = {"name": w.name, "active": w.name in active}
+        if w.name in active:
+            item["until"] = active[w.name].astimezone(zone).isoformat(timespec="minutes")
+        else:
+            t = now.replace(second=0, microsecond=0)
+            for _ in range(7 * 24 * 12):  # 5-minute steps over a week
+                t += timedelta(minutes=5)
+                if schedule.contains(t):
+                    item["next"] = t.astimezone(zone).isoformat(timespec="minutes")
+                    break
+        out.append(item)
+    return out
 
 
 def _silences(store: Store, timezone: str) -> list[dict[str, Any]]:
@@ -155,6 +184,22 @@ def format_status(data: dict[str, Any]) -> str:
         matchers = " ".join(f"{k}={v}" for k, v in sorted(sl["matchers"].items()))
         lines.append(f"  {sl['id']} {sl['state']} until {sl['ends_at']}: {matchers} "
                      f"({sl['created_by']}: {sl['comment']})")
+    for w in data.get("maintenance") or []:
+        when = (f"muting now, until {w['until']}" if w["active"]
+                else f"next {w['next']}" if w.get("next") else "not within a week")
+        lines.append(f"maintenance {w['name']}: {when}")
+    muted = data.get("muted") or []
+    if muted:
+        lines.append(f"muted alerts: {len(muted)}")
+    for m in muted:
+        labels = ",".join(f"{k}={v}" for k, v in sorted(m["labels"].items()))
+        until = f" until {m['until']}" if m.get("until") else ""
+        lines.append(f"  {m['rule']} {labels} {m['state']}: {m['why']} by {m['by']}{until}")
+    msgs = data.get("messages") or []
+    if msgs:
+        last = msgs[-1]
+        lines.append(f"messages: last at {last['ts']} ({last['reason']}: "
+                     f"{', '.join(last['firing'] + last['resolved'])})")
     ob = data["outbox"]
     lines.append(f"outbox: {ob.get('pending', 0)} waiting, {ob.get('sent', 0)} delivered, "
                  f"{ob.get('failed', 0)} refused")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 from zoneinfo import ZoneInfo
 
 from agent.config import LoadedConfig, load_config
@@ -24,6 +24,9 @@ from agent.sources.files import FileSource
 from agent.sources.position import FileCheckpoint
 from agent.store import FileOffset, LedgerChanges, Store
 from agent.yamlfile import FileProblems, Problem
+
+if TYPE_CHECKING:
+    from agent.notify.templating import NoticeRenderer
 
 log = logging.getLogger("invoice_agent")
 
@@ -117,6 +120,12 @@ def _runtime_problems(loaded: LoadedConfig, notify: bool) -> list[Problem]:
     state = loaded.state_dir
     if state.exists() and not state.is_dir():
         problems.append(Problem(where, "state_dir", f"{state} exists and is not a folder"))
+    if cfg.notify.templates:
+        from agent.notify.templating import template_problems
+
+        file, line = loaded.where(("notify", "templates"))
+        problems += [Problem(file, "notify.templates", p, line)
+                     for p in template_problems(loaded.resolve(cfg.notify.templates))]
     if notify:
         try:
             build_sender(loaded)
@@ -150,6 +159,18 @@ def build_sender(loaded: LoadedConfig) -> AppriseSender:
     return AppriseSender(loaded.notify_urls(), loaded.apprise_config(),
                          {k: list(v) for k, v in n.routes.items()},
                          timeout=n.timeout.total_seconds())
+
+
+def build_renderer(loaded: LoadedConfig, rules: list[Detector]) -> "NoticeRenderer":
+    """Message templates: the operator's folder and rules' own texts over the shipped ones,
+    times in the configured zone."""
+    from agent.notify.templating import NoticeRenderer
+
+    n = loaded.config.notify
+    return NoticeRenderer(n.language, timezone=loaded.config.timezone,
+                          templates=loaded.resolve(n.templates) if n.templates else None,
+                          rule_templates={d.name: {str(k): v for k, v in d.config.template.items()}
+                                          for d in rules if d.config.template})
 
 
 def build_sources(loaded: LoadedConfig, store: Store, counts: Counts) -> list[FileSource]:

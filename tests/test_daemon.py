@@ -39,7 +39,9 @@ def layout(tmp: Path, *, urls: list[str] = (), window: str = "2s", rules: str = 
                                 "error_code": "code", "invoice_no": "fphm"},
                      "values": {"status": {"成功": "ok", "失败": "failed", "超时": "timeout"}}}],
         "rules": ["rules/*.yaml"],
-        "notify": {"urls": list(urls), "language": "en"},
+        # a message per change, at once: the tests watch each transition arrive
+        "notify": {"urls": list(urls), "language": "en", "group_wait": "0s",
+                   "group_interval": "1s"},
     }
     path = tmp / "agent.yaml"
     path.write_text(json.dumps(cfg, ensure_ascii=False), encoding="utf-8")  # JSON is YAML

@@ -96,6 +96,9 @@ class RuleConfig(BaseModel):
     for_: Duration = Field(timedelta(0), alias="for", description="Pending time before firing")
     repeat_interval: Duration | None = Field(None, description="Overrides notify.repeat_interval")
     summary: dict[Literal["zh", "en"], str] = Field(default_factory=dict)
+    template: dict[Literal["zh", "en"], str] = Field(
+        default_factory=dict, description="The rule's own text for its alert's line in messages "
+                                          "(Jinja2, sandboxed); by language or one for both")
     active_hours: ActiveHours | None = Field(
         None, description="When the rule may alert, in the agent's time zone: "
                           "{days: [business], start: \"08:00\", end: \"20:00\"} or a list; "
@@ -121,10 +124,21 @@ class RuleConfig(BaseModel):
                              f"severity {self.severity!r}")
         return self
 
-    @field_validator("summary", mode="before")
+    @field_validator("summary", "template", mode="before")
     @classmethod
     def _one_text(cls, v: Any) -> Any:
         return {"zh": v, "en": v} if isinstance(v, str) else v
+
+    @field_validator("template")
+    @classmethod
+    def _template_compiles(cls, v: dict[str, str]) -> dict[str, str]:
+        from agent.notify.templating import rule_template_problem
+
+        for lang, text in v.items():
+            problem = rule_template_problem(text)
+            if problem:
+                raise ValueError(f"template.{lang}: {problem}")
+        return v
 
     def template_names(self) -> set[str]:
         """Names the summary templates may use."""
