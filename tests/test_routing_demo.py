@@ -36,9 +36,11 @@ def test_the_outage_is_one_message_and_its_resolution(demo_day):
     first, last = finance(between(notices, time(10), time(11)))
     assert first.reason == "first notification" and first.severity == "critical"
     assert [t.rule for t in first.firing] == ["upload_outage"]
-    # the model's alert at 10:10 is the outage's doing: held back, listed on its message
-    assert [(m.rule, m.why, m.by) for m in first.muted] == [
-        ("model_anomaly", "inhibited", "upload_outage")]
+    # the refused connections and the model's alert at 10:10 are the outage's doing: held
+    # back, listed on its message
+    assert sorted((m.rule, m.why, m.by) for m in first.muted) == [
+        ("model_anomaly", "inhibited", "upload_outage"),
+        ("platform_connection_errors", "inhibited", "upload_outage")]
     assert last.reason == "resolved" and [t.rule for t in last.resolved] == ["upload_outage"]
     assert last.firing == ()
     # the model resolved at 10:45, within the outage's linger, without anyone told it fired

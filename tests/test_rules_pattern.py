@@ -212,8 +212,9 @@ def test_each_shipped_system_rule_catches_its_lines(tmp_path):
     config = write_config(tmp_path, None)
     for message, tag, rule in SHIPPED_CASES:
         engine = engine_for(config)
-        lines = [syslog(at(1 + i * 0.1), message, tag=tag) for i in range(5)]
-        fired = {t.rule for t in feed(engine, lines, at(6)) if t.state == "firing"}
+        # five a minute for 11 minutes: enough for a rule that wants the trouble to last
+        lines = [syslog(at(1 + i * 0.2), message, tag=tag) for i in range(55)]
+        fired = {t.rule for t in feed(engine, lines, at(16)) if t.state == "firing"}
         assert fired == {rule}, message
 
 
