@@ -61,6 +61,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     return daemon.run()
 
 
+def show_notices(result: Any, language: str, fmt: str, timezone: str) -> None:
+    """The messages a replay's alerts make (grouped, muted ones named), as `run` sends them."""
+    from zoneinfo import ZoneInfo
+
+    from agent.notify.console import print_notice
+    from agent.routing.router import digest
+
+    for n in result.notices:
+        if fmt == "jsonl":
+            print(json.dumps(digest(n), ensure_ascii=False))
+        else:
+            print_notice(n, language, sys.stdout, ZoneInfo(timezone))
+    for m in result.muted if fmt == "text" else ():
+        print(f"not sent: {m.ts.isoformat()} {m.rule} {m.state} ({m.why} by {m.by})")
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from agent.alerts import REPEAT
     from agent.notify.console import print_transition
@@ -88,8 +104,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
             return EXIT_CONFIG
 
     def show(tr: Any) -> None:
-        if tr.reason == REPEAT:
-            return  # a reminder, not a transition
+        if tr.reason == REPEAT or args.notifications:
+            return  # a reminder, not a transition; or the messages are shown instead
         if args.format == "jsonl":
             print(json.dumps(jsonl_record(tr, language), ensure_ascii=False), flush=False)
         else:
@@ -100,6 +116,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     except UnreadableFile as exc:
         print(f"invoice-agent replay: cannot read {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    if args.notifications:
+        show_notices(result, language, args.format, loaded.config.timezone)
     sys.stdout.flush()
     rate = result.lines / result.seconds if result.seconds else 0.0
     print(f"replayed {len(pairs)} file(s): lines {result.lines} unparsed {result.unparsed} "
@@ -203,6 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--language", choices=["zh", "en"], help="summary language (default: config)")
     p.add_argument("--model", metavar="PATH",
                    help="score with this model file instead of the config's model.path")
+    p.add_argument("--notifications", action="store_true",
+                   help="print the messages the alerts make (grouped, after inhibitions, "
+                        "silences and maintenance windows) instead of each transition")
     p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser(

@@ -58,3 +58,24 @@ def test_the_day_makes_fewer_messages_than_transitions_and_never_names_a_muted_a
     held = {(m.fingerprint, m.ts) for m in muted if m.state == "firing"}
     shown = {(t.fingerprint, t.ts) for n in notices for t in n.firing}
     assert held and not held & shown
+
+
+def test_replay_notifications_prints_the_messages_and_what_was_held_back(tmp_path, demo_day):
+    import json
+    import subprocess
+    import sys
+
+    notices, muted, _ = demo_day
+    config, _ = prepare(tmp_path)
+    run = [sys.executable, "-m", "agent", "replay", "-c", str(config), "--notifications",
+           "--language", "en"]
+    jsonl = subprocess.run(run + ["--format", "jsonl"], capture_output=True, text=True,
+                           timeout=300)
+    rows = [json.loads(line) for line in jsonl.stdout.splitlines()]
+    assert len(rows) == len(notices)
+    assert rows[0]["firing"] == ["upload_outage"]
+    assert rows[0]["muted"] == [m.rule for m in notices[0].muted]
+    text = subprocess.run(run, capture_output=True, text=True, timeout=300).stdout
+    held = [line for line in text.splitlines() if line.startswith("not sent: ")]
+    assert len(held) == len(muted)
+    assert "model_anomaly firing (inhibited by upload_outage)" in text
