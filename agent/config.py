@@ -28,6 +28,7 @@ from pydantic import (
     model_validator,
 )
 
+from agent.configsections import HttpConfig, JournaldOptions
 from agent.configtypes import Duration, error_message, parse_duration
 from agent.ledger.config import LedgerConfig, source_problems
 from agent.model.config import ModelConfig
@@ -57,8 +58,10 @@ class SourceConfig(_Model):
     """One log source: files matched by globs, parsed in one format."""
 
     name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]*$", description="Unique name, used in rules")
-    paths: list[str] = Field(min_length=1, description="Globs; relative to the config file")
-    format: Literal["json", "regex", "syslog"] = "json"
+    paths: list[str] = Field(default_factory=list,
+                             description="Globs; relative to the config file")
+    format: Literal["json", "regex", "syslog", "journald"] = "json"
+    journald: JournaldOptions | None = Field(None, description="format journald: what to read")
     encoding: str = Field("utf-8", description="Any Python codec: utf-8, gbk, gb18030, ...")
     start_at: Literal["beginning", "end"] = Field(
         "beginning", description="Where to start in a file seen for the first time")
@@ -106,6 +109,11 @@ class SourceConfig(_Model):
     def _regex_needs_pattern(self) -> "SourceConfig":
         if self.format == "regex" and not self.pattern:
             raise ValueError("format regex needs a `pattern` with named groups")
+        if self.format == "journald" and self.paths:
+            raise ValueError("a journald source reads the journal, not `paths` (journal files: "
+                             "`journald: {files: [...]}`)")
+        if self.format != "journald" and not self.paths:
+            raise ValueError("`paths` needs at least one glob (or `format: journald`)")
         return self
 
 
@@ -152,6 +160,8 @@ class AgentConfig(_Model):
     ledger: LedgerConfig | None = Field(None, description="Invoice ledger (agent/ledger/)")
     model: ModelConfig | None = Field(
         None, description="Anomaly model scoring every closed time slot (agent/model/)")
+    http: HttpConfig | None = Field(
+        None, description="/healthz, /metrics and /status on 127.0.0.1 (off when absent)")
     inhibit: list[InhibitRule] = Field(
         default_factory=list,
         description="Alerts that mute others while they fire (an outage mutes its effects)")

@@ -29,6 +29,7 @@ from agent.notify.console import print_transition
 from agent.notify.outbox import Dispatcher
 from agent.notify.render import truncate_utf8
 from agent.notify.sender import AppriseSender
+from agent.observe import Observer
 from agent.sources.watch import Waker
 from agent.store import DB_NAME, Batch, OutboxMessage
 from agent.store.guard import StateLock, open_state
@@ -68,6 +69,7 @@ class Daemon:
         self.reload_error: str | None = None  # why the last reload was refused, until one works
         self.counts = Counts()
         self.dispatcher: Dispatcher | None = None
+        self.observer = Observer(self.started)  # /healthz, /metrics, /status (config `http:`)
         self._build()
         if state_notes:
             self._tell("state", state_notes)
@@ -90,6 +92,7 @@ class Daemon:
                                          renderer=wiring.build_renderer(loaded, self.rules))
             self.dispatcher.start()
         self._positions_unsaved = True  # e.g. start_at: end positions, before any line
+        self.observer.configure(loaded.config.http)
         self._build_model()
         self.waker_dirs = self._watch_dirs()
         self.waker = Waker(self.waker_dirs)
@@ -226,6 +229,11 @@ class Daemon:
             self.engine.advance(now or datetime.now(self.zone))
         transitions = self.engine.take()
         self._commit(transitions, read)
+        self.observer.behind(backlog)
+        self.observer.publish(config=str(self.config_path), rules=len(self.rules),
+                              reload_error=self.reload_error, engine=self.engine,
+                              store=self.store, dispatcher=self.dispatcher, model=self.model,
+                              now=self.engine.now or datetime.now(self.zone))
         if self.dispatcher is None:
             for tr in transitions:
                 print_transition(tr, self.loaded.config.notify.language, self.out)
@@ -242,7 +250,9 @@ class Daemon:
         notices = self.engine.take_notices()
         for m in self.engine.take_muted():
             log.info("not notified: %s %s (%s by %s)", m.rule, m.state, m.why, m.by)
-        batch = Batch(counters=self.counts.drain(), samples=drained.failures,
+        counters = self.counts.drain()
+        self.observer.counted(counters)
+        batch = Batch(counters=counters, samples=drained.failures,
                       windows=drained.windows, alerts=drained.alerts, transitions=transitions,
                       ledger=drained.ledger)
         if batch.empty() and not notices and not read and not self._positions_unsaved:
@@ -344,6 +354,7 @@ class Daemon:
                 self.dispatcher = None
             self.store.close()
             self.lock.release()
+            self.observer.stop()
 
 
 def _merge(streams: list[list[tuple[datetime, Event]]]) -> Iterable[tuple[datetime, Event]]:

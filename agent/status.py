@@ -27,6 +27,7 @@ def collect(config_path: str) -> dict[str, Any]:
     for s in loaded.config.sources:
         out["sources"][s.name] = {"files": [], "samples": [], **{c: 0 for c in _COUNTERS}}
     out["maintenance"] = maintenance(loaded.config)
+    live = ask_daemon(loaded.config.http) if loaded.config.http is not None else None
     if not Path(db_path).is_file():
         out["note"] = "no state yet: the agent has not run with this config"
         return out
@@ -37,7 +38,33 @@ def collect(config_path: str) -> dict[str, Any]:
         # a damaged database: say so (the daemon moves it aside at its next start)
         out["note"] = (f"the state database cannot be read ({exc}); `invoice-agent run` "
                        f"moves it aside and starts a fresh one")
+    if live is not None:  # the running daemon's own word (its counters count since it started;
+        live.pop("counters", None)  # the state's count since the first start)
+        out["daemon"] = live
     return out
+
+
+def ask_daemon(http: Any, timeout: float = 2.0) -> dict[str, Any] | None:
+    """The running daemon's /status (config `http:`), or None when it does not answer."""
+    import json
+    import urllib.request
+
+    host, port = http.address()
+    host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/status"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:  # noqa: S310 (loopback http)
+            data = json.loads(r.read())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    started = data.get("started")
+    if isinstance(started, (int, float)):
+        data["started"] = datetime.fromtimestamp(started).astimezone().isoformat(
+            timespec="seconds")
+    data["via"] = url
+    return data
 
 
 def _read_state(store: Store, loaded: Any, out: dict[str, Any]) -> None:
@@ -144,6 +171,8 @@ def format_status(data: dict[str, Any]) -> str:
     if d.get("running"):
         lines.append(f"daemon running (pid {d['pid']}) since {d['started']}, "
                      f"{d.get('rules')} rules from {d.get('config')}")
+        if d.get("via"):
+            lines.append(f"  (asked the daemon at {d['via']})")
         if d.get("reload_error"):
             lines.append(f"  an edit was refused, the previous config runs: {d['reload_error']}")
     elif d.get("stopped"):

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Callable
 from zoneinfo import ZoneInfo
 
 from agent.config import LoadedConfig, load_config
+from agent.configsections import JournaldOptions
 from agent.counting import Counts
 from agent.detect.base import BuildContext, Detector
 from agent.detect.loader import load_rules
@@ -21,6 +22,7 @@ from agent.notify.sender import AppriseSender, TargetProblems
 from agent.parse import build_parser
 from agent.pipeline import Engine, parse_spec
 from agent.sources.files import FileSource
+from agent.sources.journald import JournalSource
 from agent.sources.position import FileCheckpoint
 from agent.store import FileOffset, LedgerChanges, Store
 from agent.yamlfile import FileProblems, Problem
@@ -173,16 +175,29 @@ def build_renderer(loaded: LoadedConfig, rules: list[Detector]) -> "NoticeRender
                                           for d in rules if d.config.template})
 
 
-def build_sources(loaded: LoadedConfig, store: Store, counts: Counts) -> list[FileSource]:
-    """A file source per configured source, resumed from the stored offsets."""
-    out = []
+def build_sources(loaded: LoadedConfig, store: Store,
+                  counts: Counts) -> list[FileSource | JournalSource]:
+    """A source per configured source (files, or the journal), resumed from the stored
+    offsets (a journal's cursor is stored among them)."""
+    out: list[FileSource | JournalSource] = []
     for src in loaded.config.sources:
         # start_at applies to a source's first files, also for a source added later
         first_run = not store.offsets.has(src.name)
+        checkpoints = [to_checkpoint(o) for o in store.offsets.of(src.name)]
+        if src.format == "journald":
+            j = src.journald or JournaldOptions.model_validate({})
+            js = JournalSource(src.name, units=j.units, identifiers=j.identifiers,
+                               priority=j.priority, files=[loaded.resolve(f) for f in j.files],
+                               directory=loaded.resolve(j.directory) if j.directory else None,
+                               start_at=src.start_at, journalctl=j.journalctl,
+                               max_line_bytes=src.max_line_bytes)
+            js.restore(checkpoints)
+            out.append(js)
+            continue
         fs = FileSource(src.name, loaded.source_globs(src), encoding=src.encoding,
                         start_at=src.start_at, max_line_bytes=src.max_line_bytes,
                         first_run=first_run)
-        fs.restore([to_checkpoint(o) for o in store.offsets.of(src.name)])
+        fs.restore(checkpoints)
         out.append(fs)
     return out
 

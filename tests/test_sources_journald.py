@@ -49,7 +49,7 @@ def test_fields_are_mapped_and_binary_or_null_messages_handled(tmp_path):
         src.close()
     rows = [json.loads(r.text) for r in lines]
     assert rows[0] == {"ts": "2026-11-02T10:00:00+00:00", "host": "erp1",
-                       "unit": "invoice-sync.service", "ident": "kernel", "level": "err",
+                       "unit": "invoice-sync.service", "program": "kernel", "level": "err",
                        "message": "Out of memory: Killed process 4242 (python)"}
     assert rows[1]["message"].startswith("上传失败") and "\ufffd" in rows[1]["message"]
     assert lines[1].replaced and not lines[0].replaced

@@ -24,17 +24,30 @@ UNREADABLE = (KeyError, TypeError, ValueError, IndexError, AttributeError)
 DEFAULT_MAX_KEYS = 100
 
 
+# what syslog and journald sources put into an event's `extra` (agent/parse/syslog_lines.py,
+# agent/sources/journald.py): rules may read and group by them like event fields
+EXTRA_FIELDS = ("program", "pid", "unit", "facility")
+
+
+def field_value(ev: Event, name: str) -> Any:
+    """An event field, or one of EXTRA_FIELDS from the event's `extra`."""
+    if name in EXTRA_FIELDS:
+        return ev.extra.get(name)
+    return getattr(ev, name)
+
+
 def unknown_field(name: str, also: Collection[str] = ()) -> str | None:
     """Why `name` cannot be read from an event (nor from `also`, e.g. a regex's named groups),
     with the closest known name; None if it can."""
-    if name in CANONICAL_FIELDS or name in also:
+    if name in CANONICAL_FIELDS or name in also or name in EXTRA_FIELDS:
         return None
-    known = [*also, *CANONICAL_FIELDS]
+    known = [*also, *CANONICAL_FIELDS, *EXTRA_FIELDS]
     close = suggest(name, known)
     hint = f"; did you mean {close!r}?" if close else ""
     extra = f" or a named group of `match` ({', '.join(also)})" if also else ""
     return (f"unknown field {name!r}{hint} (expected an event field: "
-            f"{', '.join(CANONICAL_FIELDS)}{extra})")
+            f"{', '.join(CANONICAL_FIELDS)}; of syslog and journald sources "
+            f"{', '.join(EXTRA_FIELDS)}{extra})")
 
 
 def check_group_by(names: list[str], also: Collection[str] = ()) -> list[str]:
@@ -58,7 +71,7 @@ def text_of(value: Any) -> str:
 
 
 def event_key(ev: Event, fields: Iterable[str]) -> Key:
-    return tuple(text_of(getattr(ev, f)) for f in fields)
+    return tuple(text_of(field_value(ev, f)) for f in fields)
 
 
 def key_labels(base: Mapping[str, str], group_by: Iterable[str], key: Key) -> dict[str, str]:

@@ -30,7 +30,7 @@ from agent.detect.base import (
     RuleConfig,
     Watch,
 )
-from agent.detect.keys import UNREADABLE, unknown_field
+from agent.detect.keys import UNREADABLE, field_value, unknown_field
 from agent.types import Event, Finding, Window
 
 MAX_TERM = 200  # characters of a value kept and compared
@@ -106,7 +106,7 @@ class NewTermRule(Detector):
             self._learn_until = now.timestamp() + self.learn
 
     def on_event(self, ev: Event, open_window: OpenWindow) -> Collection[Finding]:
-        raw = getattr(ev, self.field)
+        raw = field_value(ev, self.field)
         if raw is None or raw == "":
             return NO_FINDINGS
         value = (raw if isinstance(raw, str) else str(raw))[:MAX_TERM]

@@ -37,6 +37,7 @@ from agent.detect.keys import (
     UNREADABLE,
     Key,
     check_group_by,
+    field_value,
     key_from_json,
     key_labels,
     key_to_json,
@@ -150,7 +151,7 @@ class PatternRule(Detector):
         return Watch(frozenset({self.source}), events=True)
 
     def on_event(self, ev: Event, open_window: OpenWindow) -> Collection[Finding]:
-        value = getattr(ev, self.field)
+        value = field_value(ev, self.field)
         if value is None:
             return NO_FINDINGS
         text = value if isinstance(value, str) else str(value)
@@ -159,7 +160,7 @@ class PatternRule(Detector):
             return NO_FINDINGS
         if isinstance(found, str):  # out of time: counted by the engine as an eval error
             raise ValueError(f"{TOO_SLOW}: {text[:80]!r}")
-        key = tuple(text_of(found.group(g)) if g is not None else text_of(getattr(ev, f))
+        key = tuple(text_of(found.group(g)) if g is not None else text_of(field_value(ev, f))
                     for g, f in zip(self._parts, self.group_by, strict=True))
         bucket = int(ev.ts.timestamp() // self._bucket)
         hits = self._keys.get(key)

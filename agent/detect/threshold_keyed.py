@@ -20,6 +20,7 @@ from agent.detect.expr import Expression
 from agent.detect.keys import (
     UNREADABLE,
     Key,
+    field_value,
     key_from_json,
     key_labels,
     key_to_json,
@@ -55,7 +56,7 @@ class KeyedThresholdRule(Detector):
     def on_event(self, ev: Event, open_window: OpenWindow) -> Collection[Finding]:
         parts = []
         for f in self.group_by:
-            v = getattr(ev, f)
+            v = field_value(ev, f)
             if v is None or v == "":
                 return NO_FINDINGS
             parts.append(v if isinstance(v, str) else str(v))

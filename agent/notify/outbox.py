@@ -17,6 +17,7 @@ import queue
 import random
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -193,6 +194,8 @@ class Dispatcher:
         self.clock = clock
         self.worker = OutboxWorker(self._send, on_result=wake)
         self._flying: dict[int, str] = {}  # row id -> target, submitted and not recorded
+        # attempts by (channel, "ok" | "failed"), for /metrics
+        self.deliveries: Counter[tuple[str, str]] = Counter()
 
     def start(self) -> None:
         """Start sending. Rows written before delivery was per target are first made one per
@@ -241,7 +244,9 @@ class Dispatcher:
 
     def _record(self, now: float) -> None:
         for res in self.worker.results():
-            self._flying.pop(res.id, None)
+            target = self._flying.pop(res.id, None)
+            channel = self.sender.channel(target) if target else "text"
+            self.deliveries[(channel, "ok" if res.delivery.ok else "failed")] += 1
             self._result(res, now)
 
     def _result(self, res: OutboxResult, now: float) -> None:

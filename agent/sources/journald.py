@@ -6,7 +6,7 @@ parsed by the ordinary JSON parser (agent/parse, format `journald`):
     ts        __REALTIME_TIMESTAMP (microseconds since the epoch), as ISO-8601 UTC
     host      _HOSTNAME
     unit      _SYSTEMD_UNIT (else the unit a user unit or coredump names)
-    ident     SYSLOG_IDENTIFIER (else _COMM)
+    program   SYSLOG_IDENTIFIER (else _COMM), as a syslog line's program
     level     PRIORITY as a syslog level name (emerg ... debug)
     message   MESSAGE: text; a byte array (binary, or not UTF-8) decoded with U+FFFD for what
               does not decode (counted as `replaced`); null or missing -> ""
@@ -65,7 +65,7 @@ def entry_to_line(entry: dict[str, object], max_message: int = 32768) -> tuple[s
     out = {"ts": ts, "host": _text(entry.get("_HOSTNAME")),
            "unit": _text(entry.get("_SYSTEMD_UNIT") or entry.get("_SYSTEMD_USER_UNIT")
                          or entry.get("UNIT") or entry.get("COREDUMP_UNIT")),
-           "ident": _text(entry.get("SYSLOG_IDENTIFIER") or entry.get("_COMM")),
+           "program": _text(entry.get("SYSLOG_IDENTIFIER") or entry.get("_COMM")),
            "level": level, "message": message.rstrip("\n")[:max_message]}
     return json.dumps(out, ensure_ascii=False), replaced, len(message) > max_message
 
