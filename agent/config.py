@@ -28,12 +28,13 @@ from pydantic import (
     model_validator,
 )
 
-from agent.configsections import HttpConfig, JournaldOptions
+from agent.configsections import HttpConfig, JournaldOptions, NotifyConfig
 from agent.configtypes import Duration, error_message, parse_duration
 from agent.ledger.config import LedgerConfig, source_problems
 from agent.model.config import ModelConfig
 from agent.parse.regex_lines import MATCH_TIMEOUT, nested_quantifier
-from agent.routing.config import Grouping, InhibitRule, MaintenanceWindows
+from agent.routing.config import InhibitRule, MaintenanceWindows
+from agent.secrets import read_secret, with_password
 from agent.types import READABLE_FIELDS
 from agent.yamlfile import FileProblems, Problem, YamlDoc, dotted, read_yaml
 
@@ -115,29 +116,6 @@ class SourceConfig(_Model):
         if self.format != "journald" and not self.paths:
             raise ValueError("`paths` needs at least one glob (or `format: journald`)")
         return self
-
-
-class UrlTarget(_Model):
-    url: str
-    tags: list[str] = Field(default_factory=list)
-
-
-class NotifyConfig(Grouping):
-    """Where alerts go, grouped how (agent/routing). With no target, alerts are printed to the
-    console."""
-
-    urls: list[str | UrlTarget] = Field(
-        default_factory=list, description="Apprise URLs; ${ENV} is expanded")
-    urls_file: str | None = Field(None, description="File with one Apprise URL per line (secrets)")
-    config: str | None = Field(None, description="Apprise config file (YAML/TEXT) with tags")
-    routes: dict[Literal["info", "warning", "critical"], list[str]] = Field(
-        default_factory=dict, description="severity -> Apprise tags")
-    language: Literal["zh", "en"] = "zh"
-    repeat_interval: Duration = Field(timedelta(hours=4), description="Re-notify a firing alert")
-    timeout: Duration = Field(timedelta(seconds=10), description="Per-delivery timeout")
-    templates: str | None = Field(
-        None, description="Folder overriding the shipped message templates (zh/wecom.j2, "
-                          "en/email.j2, ...); relative to the config file")
 
 
 class AgentConfig(_Model):
@@ -254,7 +232,16 @@ class LoadedConfig:
                 problems.append(Problem(file, f"notify.urls.{i}",
                                         f"environment variable {missing[0]} is not set", line))
                 continue
-            url = _ENV.sub(lambda m: os.environ[m.group(1)], raw)
+            url: str | None = _ENV.sub(lambda m: os.environ[m.group(1)], raw)
+            if not isinstance(u, str) and u.password_file and url is not None:
+                secret, why = read_secret(self.resolve(u.password_file))
+                if secret is not None:
+                    url, why = with_password(url, secret)
+                if why:
+                    file, line = self.where(("notify", "urls", i, "password_file"))
+                    problems.append(Problem(file, f"notify.urls.{i}.password_file", why, line))
+                    continue
+            assert url is not None
             out.append(url if isinstance(u, str) else {"url": url, "tags": list(u.tags)})
         if n.urls_file:
             f = self.resolve(n.urls_file)

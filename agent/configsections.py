@@ -1,5 +1,5 @@
-"""Config sections beside the core ones of agent/config.py: the journald source's options and
-the HTTP endpoint (/healthz, /metrics, /status)."""
+"""Config sections beside the core ones of agent/config.py: where notifications go (`notify:`),
+the journald source's options and the HTTP endpoint (/healthz, /metrics, /status)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from agent.configtypes import Duration
+from agent.routing.config import Grouping
 
 PRIORITIES = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
 
@@ -58,3 +59,27 @@ class HttpConfig(_Model):
     def address(self) -> tuple[str, int]:
         host, _, port = self.listen.rpartition(":")
         return host.strip("[]"), int(port)
+
+
+class UrlTarget(_Model):
+    url: str
+    tags: list[str] = Field(default_factory=list)
+    password_file: str | None = Field(None, description="The URL user's password, from a file")
+
+
+class NotifyConfig(Grouping):
+    """Where alerts go, grouped how (agent/routing). With no target, alerts are printed to the
+    console."""
+
+    urls: list[str | UrlTarget] = Field(
+        default_factory=list, description="Apprise URLs; ${ENV} is expanded")
+    urls_file: str | None = Field(None, description="File with one Apprise URL per line (secrets)")
+    config: str | None = Field(None, description="Apprise config file (YAML/TEXT) with tags")
+    routes: dict[Literal["info", "warning", "critical"], list[str]] = Field(
+        default_factory=dict, description="severity -> Apprise tags")
+    language: Literal["zh", "en"] = "zh"
+    repeat_interval: Duration = Field(timedelta(hours=4), description="Re-notify a firing alert")
+    timeout: Duration = Field(timedelta(seconds=10), description="Per-delivery timeout")
+    templates: str | None = Field(
+        None, description="Folder overriding the shipped message templates (zh/wecom.j2, "
+                          "en/email.j2, ...); relative to the config file")
