@@ -102,7 +102,8 @@ def test_misspelled_options_types_and_sources_get_suggestions(tmp_path):
         "upload, erp, system)",
         "18: rules.3 (d).group_by: entry 0: unknown field 'hots'; did you mean 'host'? (expected "
         "an event field: ts, event, invoice_no, amount, issue_date, taxpayer_id, status, "
-        "latency_ms, error_code, level, host, message)",
+        "latency_ms, error_code, level, host, message; of syslog and journald sources "
+        "program, pid, unit, facility)",
     ]
 
 
