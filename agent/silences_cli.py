@@ -99,10 +99,10 @@ def cmd_add(args: argparse.Namespace) -> int:
         length = parse_duration(args.duration)
         if length <= timedelta(0):
             raise ValueError(f"--for {args.duration!r}: expected a positive duration")
-        store, zone = _open(args.config)
     except ValueError as exc:
         print(f"invoice-agent silence add: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    store, zone = _open(args.config)
     try:
         now = datetime.now(zone)
         start = _when(args.start, zone) if args.start else now
@@ -119,11 +119,7 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    try:
-        store, zone = _open(args.config)
-    except ValueError as exc:
-        print(f"invoice-agent silence list: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    store, zone = _open(args.config)  # a config problem is reported by the CLI (exit 2)
     try:
         now = datetime.now(zone)
         found = store.silences.all() if args.all else store.silences.current(now)
@@ -143,11 +139,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_expire(args: argparse.Namespace) -> int:
-    try:
-        store, zone = _open(args.config)
-    except ValueError as exc:
-        print(f"invoice-agent silence expire: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    store, zone = _open(args.config)
     try:
         s = store.silences.expire(args.id, datetime.now(zone))
     finally:
