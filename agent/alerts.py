@@ -15,16 +15,20 @@ from zoneinfo import ZoneInfo
 
 from agent.routing.config import Escalate
 from agent.routing.timespec import Schedule, TimeRange
-from agent.types import AlertState, Finding, Transition
+from agent.types import (
+    CHANGED,
+    ESCALATED,
+    FIRST,
+    REPEAT,
+    RESOLVED,
+    AlertState,
+    Finding,
+    Transition,
+)
 
 __all__ = ["AlertBook", "AlertState", "CHANGED", "ESCALATED", "FIRST", "REPEAT", "RESOLVED",
            "fingerprint", "step"]
 
-FIRST = "first notification"
-REPEAT = "repeat interval elapsed"
-ESCALATED = "escalated"
-CHANGED = "cause changed"
-RESOLVED = "resolved"
 _RANK = {"info": 0, "warning": 1, "critical": 2}
 
 

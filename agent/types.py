@@ -101,6 +101,14 @@ class Finding:
     cause: str | None = None
 
 
+# why a transition is told (Transition.reason), as logs and messages name it
+FIRST = "first notification"
+REPEAT = "repeat interval elapsed"
+ESCALATED = "escalated"
+CHANGED = "cause changed"
+RESOLVED = "resolved"
+
+
 @dataclass(frozen=True, slots=True)
 class Transition:
     """An alert changing state (or repeating): what operators are told about."""

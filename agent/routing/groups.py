@@ -16,11 +16,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from agent.alerts import REPEAT, RESOLVED
 from agent.routing.mutes import Mute
 from agent.routing.records import muted_from_json, muted_json, transition_from_json, transition_json
 from agent.routing.timespec import elapsed, later
-from agent.types import Muted, Notice, Transition
+from agent.types import REPEAT, RESOLVED, Muted, Notice, Transition
 
 FIRST_NOTICE = "first notification"
 UPDATE = "update"
