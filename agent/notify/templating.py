@@ -7,9 +7,11 @@ the same layout (`templates=DIR`) overrides any of them, and a rule may bring it
 its alert's line (`rule_templates`: rule name -> {language: template}).
 
 Templates are operator data, so they run in Jinja's immutable sandbox with undefined names an
-error, never as Python. A template that does not load or render is logged (with its file and
-why) and the next one is used: the operator's, then the shipped one, then the built-in plain
-text (agent.notify.plain). A message is never lost to its layout.
+error, never as Python, bounded: a rendering gets RENDER_SECONDS (nested loops could take
+hours), and no value it builds may pass MAX_TEXT characters (`"x" * 10**9`, `"%999999999s" % 1`
+or a `~` doubling in a loop would take gigabytes). A template that does not load or render is
+logged (with its file and why) and the next one is used: the operator's, then the shipped one,
+then the built-in plain text (agent.notify.plain). A message is never lost to its layout.
 
 A message over its channel's budget is rendered again showing less (invoice numbers first,
 then the further alerts, keeping as many as fit), and only as a last resort cut by UTF-8
@@ -24,12 +26,13 @@ from datetime import tzinfo
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from jinja2 import FileSystemLoader, StrictUndefined, Template, TemplateSyntaxError
+from jinja2 import Template, TemplateSyntaxError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from agent.notify.markup import WECOM_MARKDOWN_LIMIT, escape_wecom, wecom_content
 from agent.notify.plain import plain_message
 from agent.notify.render import LANGUAGES, WECOM_TEXT_LIMIT, check_language, truncate_utf8
+from agent.notify.sandbox import TemplateLimit, bounded_join, environment, time_limit
 from agent.notify.view import Context, Detail, Escape, further_alerts, notice_context
 from agent.types import Notice
 
@@ -40,20 +43,6 @@ SHIPPED = Path(__file__).resolve().parent / "templates"
 EMAIL_LIMIT = 100_000  # bytes of body: a runaway template must not make a 50 MB mail
 _SUMMARY_CUT = 300  # bytes per summary when even the lead alone does not fit
 _ESCAPES: dict[str, Escape] = {"wecom": escape_wecom}
-
-
-def _identity(text: str) -> str:
-    return text
-
-
-def environment(root: Path | None = None) -> ImmutableSandboxedEnvironment:
-    """The sandbox every template runs in (files under `root`, if given)."""
-    return ImmutableSandboxedEnvironment(
-        loader=FileSystemLoader(str(root)) if root is not None else None,
-        undefined=StrictUndefined, autoescape=False, trim_blocks=True, lstrip_blocks=True,
-        keep_trailing_newline=False)
-
-
 def template_name(language: str, channel: str) -> str:
     """The file of (language, channel) under a templates folder: `zh/wecom.j2`."""
     return f"{language}/{channel}.j2"
@@ -86,13 +75,14 @@ def _tidy(text: str) -> str:
 def run_template(template: Template, ctx: Context) -> tuple[str, str]:
     """(title, body) from `template`: its `title` and `body` blocks when it has them (a file
     without blocks is all body, with the built-in title)."""
-    if "body" in template.blocks:
-        context = template.new_context(dict(ctx))
-        body = "".join(template.blocks["body"](context))
-        title = ("".join(template.blocks["title"](context)) if "title" in template.blocks
-                 else str(ctx["title"]))
-    else:
-        body, title = template.render(ctx), str(ctx["title"])
+    with time_limit():
+        if "body" in template.blocks:
+            context = template.new_context(dict(ctx))
+            body = bounded_join(template.blocks["body"](context))
+            title = (bounded_join(template.blocks["title"](context))
+                     if "title" in template.blocks else str(ctx["title"]))
+        else:
+            body, title = template.render(ctx), str(ctx["title"])
     return " ".join(title.split()), _tidy(body)
 
 
@@ -127,18 +117,16 @@ class NoticeRenderer:
         self._chains: dict[str, list[tuple[str, Template]]] = {}
         override = Path(templates) if templates is not None else None
         if override is not None and not override.is_dir():
-            log.error("notify templates folder %s does not exist; using the shipped templates",
+            log.error("notify templates folder %s does not exist; using the shipped ones",
                       override)
             override = None
         override_env = environment(override) if override is not None else None
         for channel in CHANNELS:
-            name = template_name(language, channel)
-            chain = []
+            name, chain = template_name(language, channel), []
             for root, env in ((override, override_env), (SHIPPED, shipped_env)):
-                if root is not None and env is not None:
-                    template = _load(env, root, name)
-                    if template is not None:
-                        chain.append((str(root / name), template))
+                template = _load(env, root, name) if root is not None and env else None
+                if template is not None and root is not None:
+                    chain.append((str(root / name), template))
             self._chains[channel] = chain
         self._rules: dict[str, Template] = {}
         other = "en" if language == "zh" else "zh"
@@ -169,7 +157,7 @@ class NoticeRenderer:
                 detail: Detail | None = None) -> Context:
         """The template context of `notice` for `channel` (see templates/README.md)."""
         return notice_context(notice, self.language, zone=self.zone,
-                              escape=_ESCAPES.get(channel, _identity), detail=detail,
+                              escape=_ESCAPES.get(channel, str), detail=detail,
                               rule_text=self._rule_text, channel=channel)
 
     def _rule_text(self, alert: Context) -> str | None:
@@ -177,10 +165,13 @@ class NoticeRenderer:
         if template is None:
             return None
         try:
-            text = template.render({**alert, "alert": alert, "lang": self.language})
+            with time_limit():
+                text = template.render({**alert, "alert": alert, "lang": self.language})
         except Exception as exc:  # noqa: BLE001  the alert keeps its summary
             log.warning("rule %s: its template failed (%s: %s); showing the summary",
                         alert["rule"], type(exc).__name__, exc)
+            if isinstance(exc, TemplateLimit):  # not tried again at every fitting step
+                self._rules.pop(str(alert["rule"]), None)
             return None
         return _tidy(text) or None
 
@@ -203,8 +194,7 @@ class NoticeRenderer:
             if fits:
                 return title, body
         # as many further alerts as fit: binary search over how many are listed
-        best: tuple[str, str] | None = None
-        lo, hi = 0, further_alerts(notice) - 1
+        best, lo, hi = None, 0, further_alerts(notice) - 1
         while lo <= hi:
             mid = (lo + hi) // 2
             title, body, fits = attempt(Detail(others=mid, invoices=0))
@@ -230,9 +220,7 @@ def template_problems(directory: str | Path) -> list[str]:
     root = Path(directory)
     if not root.is_dir():
         return [f"notify templates folder {root} does not exist"]
-    env = environment(root)
-    problems: list[str] = []
-    found = 0
+    env, problems, found = environment(root), [], 0
     for language in LANGUAGES:
         for channel in CHANNELS:
             name = template_name(language, channel)
@@ -242,7 +230,7 @@ def template_problems(directory: str | Path) -> list[str]:
             try:
                 template = env.get_template(name)
                 ctx = notice_context(sample_notice(), language,
-                                     escape=_ESCAPES.get(channel, _identity), channel=channel)
+                                     escape=_ESCAPES.get(channel, str), channel=channel)
                 run_template(template, ctx)
             except TemplateSyntaxError as exc:
                 problems.append(f"{root / name}:{exc.lineno}: {exc.message}")

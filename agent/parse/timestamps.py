@@ -80,8 +80,23 @@ def _span(delta: timedelta) -> str:
 
 
 def _shown(value: Any) -> str:
-    text = str(value)
+    try:
+        text = str(value)
+    except ValueError:  # an int past Python's 4300-digit limit for conversion to text
+        return f"a number of {value.bit_length()} bits"
     return text if len(text) <= _SHOWN else text[:_SHOWN] + "..."
+
+
+def _check_format(fmt: str) -> None:
+    """Raise ValueError naming `timestamp_format` when strptime cannot use `fmt` at all (a bad
+    or repeated directive), so the config is refused at load rather than every line failing."""
+    try:
+        datetime.strptime("", fmt)
+    except re.error as exc:  # "%A%A": strptime builds a regex with a group name twice
+        raise ValueError(f"timestamp_format: {fmt!r} cannot be used: {exc.msg}") from None
+    except ValueError as exc:
+        if not str(exc).startswith("time data"):  # not "does not match": a bad directive
+            raise ValueError(f"timestamp_format: {fmt!r} cannot be used: {exc}") from None
 
 
 class TimestampReader:
@@ -104,6 +119,8 @@ class TimestampReader:
         self.fmt = fmt
         self.max_future = max_future
         self._clock = clock or (lambda: datetime.now(UTC))
+        if fmt is not None:
+            _check_format(fmt)
         self._fmt_has_year = fmt is None or any(d in fmt for d in ("%Y", "%y", "%G", "%s"))
         self._cache: dict[Any, datetime] = {}
         self._now = _EPOCH
@@ -229,8 +246,8 @@ class TimestampReader:
         if isinstance(number, Decimal):
             if not number.is_finite():
                 return None
-        elif not math.isfinite(number):
-            return None
+        elif isinstance(number, float) and not math.isfinite(number):
+            return None  # (an int is finite, and one past the float range cannot be asked)
         if number < 0:  # before 1970: a counter or garbage, not a time
             return None
         per_second = next(unit for bound, unit in _EPOCH_UNITS if number < bound)
