@@ -8,11 +8,18 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from agent import __version__
-from agent.yamlfile import FileProblems
+
+if TYPE_CHECKING:
+    from agent.yamlfile import FileProblems
+
+# Each command imports what it needs inside its function: `--help` and the quick commands
+# (`check`, `status`) do not pay for numpy, scikit-learn, Apprise or Jinja2 they never use.
 
 DEFAULT_CONFIG = "/etc/invoice-agent/agent.yaml"
 EXIT_OK, EXIT_FINDINGS, EXIT_CONFIG = 0, 1, 2
@@ -31,6 +38,7 @@ def _print_problems(exc: FileProblems) -> None:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from agent.wiring import load_all, model_problems, warnings
+    from agent.yamlfile import FileProblems
 
     # the same loading as `run`: rules, parsers, notify targets and ${ENV} secrets; the
     # model's file is checked against the config from its metadata only
@@ -86,6 +94,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         UnreadableFile,
         configured_files,
         match_files,
+        progress_bar,
         replay,
     )
     from agent.wiring import load_all
@@ -103,19 +112,33 @@ def cmd_replay(args: argparse.Namespace) -> int:
             print(f"invoice-agent replay: {path}: no such file", file=sys.stderr)
             return EXIT_CONFIG
 
-    def show(tr: Any) -> None:
-        if tr.reason == REPEAT or args.notifications:
-            return  # a reminder, not a transition; or the messages are shown instead
+    bar = progress_bar([p for _, p in pairs], "replay", args.quiet)
+    # transitions on the terminal the bar is drawn on are printed with the bar set aside
+    aside = bar.aside if bar is not None and sys.stdout.isatty() else None
+
+    def write(tr: Any) -> None:
         if args.format == "jsonl":
             print(json.dumps(jsonl_record(tr, language), ensure_ascii=False), flush=False)
         else:
             print_transition(tr, language, sys.stdout)
 
+    def show(tr: Any) -> None:
+        if tr.reason == REPEAT or args.notifications:
+            return  # a reminder, not a transition; or the messages are shown instead
+        if aside is not None:
+            with aside():
+                write(tr)
+        else:
+            write(tr)
+
     try:
-        result = replay(loaded, rules, pairs, show)
+        result = replay(loaded, rules, pairs, show, progress=bar)
     except UnreadableFile as exc:
         print(f"invoice-agent replay: cannot read {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    finally:
+        if bar is not None:
+            bar.close()
     if args.notifications:
         show_notices(result, language, args.format, loaded.config.timezone)
     sys.stdout.flush()
@@ -139,8 +162,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(Path(args.dir) if args.dir else None, args.language, seed=args.seed)
 
 
+@contextmanager
+def _sqlite_utils_without_numpy() -> Iterator[None]:
+    """sqlite-utils imports numpy, when it is installed, only to add numpy's scalar types to
+    the column types it infers for new tables; the agent's tables are created with Python
+    types, and `status` only reads them, so it imports sqlite-utils without paying for
+    numpy. Nothing changes when either is already imported."""
+    if "sqlite_utils" in sys.modules or "numpy" in sys.modules:
+        yield
+        return
+    sys.modules["numpy"] = None  # type: ignore[assignment]  # "import numpy" fails
+    try:
+        yield
+    finally:
+        if sys.modules.get("numpy", ...) is None:
+            del sys.modules["numpy"]
+
+
 def cmd_status(args: argparse.Namespace) -> int:
-    from agent.status import collect, format_status
+    with _sqlite_utils_without_numpy():
+        from agent.status import collect, format_status
 
     data = collect(args.config)
     if args.json:
@@ -224,6 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--notifications", action="store_true",
                    help="print the messages the alerts make (grouped, after inhibitions, "
                         "silences and maintenance windows) instead of each transition")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="no progress line (shown only when stderr is a terminal)")
     p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser(
@@ -280,6 +323,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
+    from agent.yamlfile import FileProblems
+
     # Apprise's own log lines (which can quote tokens) are owned by agent.notify.sender: what
     # a delivery did reaches this log through the sender's scrubbed details
     func: Callable[[argparse.Namespace], int] = args.func

@@ -12,13 +12,14 @@ import glob
 import heapq
 import os
 import shutil
+import sys
 import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Never, TextIO
 
 from agent.alerts import FIRST
 from agent.config import LoadedConfig, SourceConfig
@@ -30,6 +31,13 @@ from agent.sources.files import FileSource
 from agent.store import DB_NAME, Batch, Store
 from agent.types import Event, Muted, Notice, Transition
 from agent.wiring import build_ledger
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
+
+# Told, once per batch of lines read from a file (never per line), the bytes and the lines
+# that batch took: what a progress display needs.
+ReadProgress = Callable[[int, int], None]
 
 
 class NoSourceForFile(ValueError):
@@ -112,18 +120,20 @@ def _mtime(path: str) -> float:
 
 
 def _source_events(engine: Engine, counts: Counts, src: SourceConfig, paths: list[str],
-                   hints: dict[str, str]) -> Iterator[tuple[datetime, int, Event]]:
+                   hints: dict[str, str], progress: ReadProgress | None = None
+                   ) -> Iterator[tuple[datetime, int, Event]]:
     """One source's files read one after another, as one stream in its own time: its files
     are its history in order, and only one of them is open at a time."""
     seq = 0
     for path in paths:
-        for confirmed, _, ev in _events(engine, counts, src, path, hints):
+        for confirmed, _, ev in _events(engine, counts, src, path, hints, progress):
             seq += 1
             yield confirmed, seq, ev
 
 
 def _events(engine: Engine, counts: Counts, src: SourceConfig, path: str,
-            hints: dict[str, str]) -> Iterator[tuple[datetime, int, Event]]:
+            hints: dict[str, str], progress: ReadProgress | None = None
+            ) -> Iterator[tuple[datetime, int, Event]]:
     try:
         with open(path, "rb"):
             pass
@@ -132,6 +142,7 @@ def _events(engine: Engine, counts: Counts, src: SourceConfig, path: str,
     reader = FileSource(src.name, [glob.escape(path)], encoding=src.encoding,
                         max_line_bytes=src.max_line_bytes)
     seq = 0
+    read = 0  # bytes of the file handed out so far
     try:
         while True:
             # at the end, a last line without its newline is a line too
@@ -140,6 +151,10 @@ def _events(engine: Engine, counts: Counts, src: SourceConfig, path: str,
                 counts.add(src.name, name, n)
             if not lines:
                 break
+            if progress is not None:
+                offset = sum(cp.offset for cp in reader.checkpoints())
+                progress(offset - read, len(lines))
+                read = offset
             for confirmed, ev in engine.events(lines):
                 seq += 1
                 yield confirmed, seq, ev
@@ -215,9 +230,11 @@ def drive(loaded: LoadedConfig, engine: Engine, streams: list[Stream],
 
 def replay(loaded: LoadedConfig, detectors: list[Detector],
            pairs: list[tuple[SourceConfig, str]],
-           on_transition: Callable[[Transition], None] | None = None) -> ReplayResult:
+           on_transition: Callable[[Transition], None] | None = None,
+           progress: ReadProgress | None = None) -> ReplayResult:
     """Run the pipeline over files in event time; return what it found: the transitions,
-    the messages the people on call would have got (notices) and what was muted."""
+    the messages the people on call would have got (notices) and what was muted.
+    `progress` is told what each batch of lines read took (see ProgressBar)."""
     t0 = time.perf_counter()
     counts = Counts()
     result = ReplayResult()
@@ -230,7 +247,7 @@ def replay(loaded: LoadedConfig, detectors: list[Detector],
                 if on_transition is not None:
                     on_transition(tr)
 
-        streams = [_source_events(engine, counts, s, paths, result.encoding_hints)
+        streams = [_source_events(engine, counts, s, paths, result.encoding_hints, progress)
                    for s, paths in _by_source(pairs)]
         drive(loaded, engine, streams, emit=emit)
         result.notices = engine.take_notices()
@@ -247,3 +264,67 @@ def replay(loaded: LoadedConfig, detectors: list[Detector],
     result.windows = len(drained.windows)
     result.seconds = time.perf_counter() - t0
     return result
+
+
+# -- progress on a terminal ------------------------------------------------------------------
+
+class ProgressBar:
+    """Bytes read of the files' total size, lines, MB/s and the time left, on one line of a
+    terminal (tqdm), redrawn at most twice a second. A ReadProgress: it moves once per batch
+    of lines, so reading costs the same with it as without."""
+
+    def __init__(self, total: int, what: str, out: TextIO):
+        from tqdm import tqdm
+
+        self.lines = 0
+        self.out = out
+        # a terminal that does not say its size (a bare pseudo-terminal) is taken as 80x24:
+        # tqdm would draw nothing on zero rows
+        sized = _columns(out) > 0
+        self._bar: tqdm[Never] = tqdm(total=total, desc=what, unit="B", unit_scale=True,
+                                     file=out, mininterval=0.5, smoothing=0.1,
+                                     dynamic_ncols=sized, ncols=None if sized else 80,
+                                     nrows=None if sized else 24)
+
+    def __call__(self, nbytes: int, lines: int) -> None:
+        self.lines += lines
+        self._bar.set_postfix_str(f"{self.lines:,} lines", refresh=False)
+        self._bar.update(nbytes)
+
+    @contextmanager
+    def aside(self) -> Iterator[None]:
+        """Output to the same terminal printed inside: the bar is cleared first and drawn
+        again after, so lines and bar do not run into each other."""
+        self._bar.clear()
+        try:
+            yield
+        finally:
+            self._bar.refresh()
+
+    def close(self) -> None:
+        """Draw the bar a last time, at what was read in all, and end its line."""
+        self._bar.close()
+
+
+def progress_bar(paths: Iterable[str], what: str, quiet: bool = False,
+                 out: TextIO | None = None) -> ProgressBar | None:
+    """A ProgressBar over `paths` on `out` (stderr) when it is a terminal; None with `quiet`
+    or when it is a file or a pipe: logs and scripts get no progress lines."""
+    out = out if out is not None else sys.stderr
+    if quiet or not out.isatty():
+        return None
+    return ProgressBar(sum(_size(p) for p in paths), what, out)
+
+
+def _columns(out: TextIO) -> int:
+    try:
+        return os.get_terminal_size(out.fileno()).columns
+    except (OSError, ValueError):
+        return 0
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0

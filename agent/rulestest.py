@@ -18,17 +18,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, TextIO
+from typing import TYPE_CHECKING, Any, Callable, TextIO
 
-from agent.alerts import REPEAT
-from agent.config import LoadedConfig
-from agent.counting import Counts
-from agent.detect.base import Detector
-from agent.pipeline import Engine
-from agent.replay import drive, ledger_scratch, replay_engine
-from agent.rulesinput import Expected, RuleTest, Suite, load_suite
-from agent.types import Event, ParseFailure, RawLine, Transition
-from agent.yamlfile import FileProblems
+# The engine and the rule loading are imported where a test runs: the command line adds
+# `rules test` to every `invoice-agent --help`, which must not load them.
+if TYPE_CHECKING:
+    from agent.config import LoadedConfig
+    from agent.detect.base import Detector
+    from agent.pipeline import Engine
+    from agent.rulesinput import Expected, RuleTest, Suite
+    from agent.types import Event, ParseFailure, RawLine, Transition
 
 EXIT_OK, EXIT_FAILED, EXIT_BROKEN = 0, 1, 2
 TIME = "%Y-%m-%d %H:%M:%S"
@@ -51,6 +50,9 @@ def run_lines(loaded: LoadedConfig, detectors: list[Detector],
     engine and driver): each source's blocks of lines as one stream, sources merged by
     confirmed event time; then time advances past the last line (its window closes) and at
     least to `until`. The ledger, if configured, lives in a scratch SQLite file."""
+    from agent.counting import Counts
+    from agent.replay import drive, ledger_scratch, replay_engine
+
     counts = Counts()
     run = Run()
     with ledger_scratch(loaded) as store:
@@ -75,6 +77,8 @@ def _stream(engine: Engine, blocks: list[list[RawLine]]
     """One source's events as one stream in its own time: its blocks merged by event time
     (each block's lines in their order, so a block can hold a line out of order), each event
     with the time its stream confirmed."""
+    from agent.types import Event
+
     def events(lines: list[RawLine]) -> Iterator[Event]:
         for raw in lines:
             r = engine.parse(raw)
@@ -102,6 +106,8 @@ class Seen:
 
     @classmethod
     def of(cls, tr: Transition) -> "Seen":
+        from agent.alerts import REPEAT
+
         return cls(tr.rule, "repeat" if tr.reason == REPEAT else tr.state, tr.ts,
                    dict(tr.labels), tr.severity, dict(tr.values), dict(tr.summary))
 
@@ -286,6 +292,9 @@ def _text(fields: _Fields, marked: list[str] | None = None) -> tuple[str, str]:
 
 def run_files(paths: list[str], out: TextIO | None = None, err: TextIO | None = None) -> int:
     """Run every test of every file; print each result; the exit code."""
+    from agent.rulesinput import load_suite
+    from agent.yamlfile import FileProblems
+
     out, err = out or sys.stdout, err or sys.stderr
     broken = passed = failed = 0
     for path in paths:
@@ -317,11 +326,16 @@ def cmd_test(args: argparse.Namespace) -> int:
     return run_files(args.files)
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    """`rules check` (agent/rulescheck.py), which loads the rule types when it runs."""
+    from agent.rulescheck import cmd_check
+
+    return cmd_check(args)
+
+
 def add_commands(sub: Any, common: argparse.ArgumentParser,
                  config_arg: Callable[[argparse.ArgumentParser], None]) -> None:
     """Add `rules check` and `rules test` to the command line."""
-    from agent.rulescheck import cmd_check
-
     p = sub.add_parser("rules", parents=[common], help="check rule files; run rule tests",
                        description="Check rule files before they go live, and run rule tests "
                                    "(log lines in, alerts expected: docs/rule-tests.md).")

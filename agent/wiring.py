@@ -18,17 +18,19 @@ from agent.counting import Counts
 from agent.detect.base import BuildContext, Detector
 from agent.detect.loader import load_rules
 from agent.ledger.book import Ledger
-from agent.notify.sender import AppriseSender, TargetProblems
 from agent.parse import build_parser
 from agent.pipeline import Engine, parse_spec
-from agent.sources.files import FileSource
-from agent.sources.journald import JournalSource
 from agent.sources.position import FileCheckpoint
 from agent.store import FileOffset, LedgerChanges, Store
 from agent.yamlfile import FileProblems, Problem
 
+# What only the running agent builds (the sender, the sources) is imported where it is
+# built: `check` and `replay` do not pay for Apprise they never send through.
 if TYPE_CHECKING:
+    from agent.notify.sender import AppriseSender, TargetProblems
     from agent.notify.templating import NoticeRenderer
+    from agent.sources.files import FileSource
+    from agent.sources.journald import JournalSource
 
 log = logging.getLogger("invoice_agent")
 
@@ -128,7 +130,9 @@ def _runtime_problems(loaded: LoadedConfig, notify: bool) -> list[Problem]:
         file, line = loaded.where(("notify", "templates"))
         problems += [Problem(file, "notify.templates", p, line)
                      for p in template_problems(loaded.resolve(cfg.notify.templates))]
-    if notify:
+    if notify and _has_targets(loaded):
+        from agent.notify.sender import TargetProblems
+
         try:
             build_sender(loaded)
         except FileProblems as exc:
@@ -140,7 +144,14 @@ def _runtime_problems(loaded: LoadedConfig, notify: bool) -> list[Problem]:
     return problems
 
 
-def _target_problems(loaded: LoadedConfig, exc: TargetProblems) -> list[Problem]:
+def _has_targets(loaded: LoadedConfig) -> bool:
+    """Whether the config names notification targets; without any, alerts go to the console
+    and the sender (Apprise) has nothing to validate."""
+    n = loaded.config.notify
+    return bool(n.urls or n.urls_file or n.config)
+
+
+def _target_problems(loaded: LoadedConfig, exc: "TargetProblems") -> list[Problem]:
     """Each refused URL at the file and line that gave it (a urls_file line or notify.urls)."""
     n = loaded.config.notify
     out = []
@@ -156,7 +167,9 @@ def _target_problems(loaded: LoadedConfig, exc: TargetProblems) -> list[Problem]
     return out
 
 
-def build_sender(loaded: LoadedConfig) -> AppriseSender:
+def build_sender(loaded: LoadedConfig) -> "AppriseSender":
+    from agent.notify.sender import AppriseSender
+
     n = loaded.config.notify
     return AppriseSender(loaded.notify_urls(), loaded.apprise_config(),
                          {k: list(v) for k, v in n.routes.items()},
@@ -176,9 +189,12 @@ def build_renderer(loaded: LoadedConfig, rules: list[Detector]) -> "NoticeRender
 
 
 def build_sources(loaded: LoadedConfig, store: Store,
-                  counts: Counts) -> list[FileSource | JournalSource]:
+                  counts: Counts) -> "list[FileSource | JournalSource]":
     """A source per configured source (files, or the journal), resumed from the stored
     offsets (a journal's cursor is stored among them)."""
+    from agent.sources.files import FileSource
+    from agent.sources.journald import JournalSource
+
     out: list[FileSource | JournalSource] = []
     for src in loaded.config.sources:
         # start_at applies to a source's first files, also for a source added later

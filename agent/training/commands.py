@@ -15,12 +15,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from agent.model.config import ModelConfig
-from agent.types import Transition
-
 if TYPE_CHECKING:
     from agent.detect.model import ModelDetector
+    from agent.model.config import ModelConfig
     from agent.model.features import FeatureSpec
+    from agent.types import Transition
 
 DEFAULT_CONFIG = "/etc/invoice-agent/agent.yaml"
 EXIT_OK, EXIT_FINDINGS, EXIT_CONFIG = 0, 1, 2
@@ -50,6 +49,8 @@ def add_commands(sub: Any, common: argparse.ArgumentParser,
                    help="read every LOGFILE as this source (e.g. a rotated upload.log.1.gz)")
     p.add_argument("--days", type=float, metavar="N",
                    help="without LOGFILEs: days of stored windows (default model.retrain_days)")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="no progress line (shown only when stderr is a terminal)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser(
@@ -76,8 +77,10 @@ def _config_arg(p: argparse.ArgumentParser) -> None:
 
 
 # -- what the commands share with wiring ----------------------------------------------------
-def model_config(loaded: Any) -> ModelConfig:
+def model_config(loaded: Any) -> "ModelConfig":
     """The config's `model:` section, or the defaults when it has none."""
+    from agent.model.config import ModelConfig
+
     cfg = loaded.config.model
     return cfg if cfg is not None else ModelConfig.model_validate({})
 
@@ -91,7 +94,7 @@ def spec_of(loaded: Any) -> "FeatureSpec":
                                    ledger=loaded.config.ledger is not None)
 
 
-def model_path(loaded: Any, cfg: ModelConfig, override: str | None = None) -> Path:
+def model_path(loaded: Any, cfg: "ModelConfig", override: str | None = None) -> Path:
     """A path given on the command line is the user's (relative to the working directory);
     the configured one is relative to the config file, like every path in it."""
     return Path(override).absolute() if override else Path(loaded.resolve(cfg.path))
@@ -123,14 +126,22 @@ def cmd_train(args: argparse.Namespace) -> int:
         _err("train", f"--exclude {exc}")
         return EXIT_CONFIG
     out = model_path(loaded, cfg, args.out)
+    # a status line on a terminal (Progress draws nothing on a file or a pipe)
+    progress = None if args.quiet else Progress()
     try:
         if args.files:
             windows, transitions = windows_from_logs(loaded, rules, spec.watched, args.files,
-                                                     args.source, Progress())
+                                                     args.source, progress)
             end = max((w.end for w in windows), default=None)
             spans = alert_spans(transitions, pending, window, end)
-            model, report = fit_model(slots_from_windows(windows, spec), spec, cfg, window,
-                                      zone, spans + exclude)
+            slots = slots_from_windows(windows, spec)
+            if progress is not None:
+                progress.show(f"fitting the model on {len(slots):,} time slots", force=True)
+            try:
+                model, report = fit_model(slots, spec, cfg, window, zone, spans + exclude)
+            finally:
+                if progress is not None:
+                    progress.done()
         else:
             model, report = train_from_store(loaded.state_dir / DB_NAME, spec, cfg, window,
                                              zone, pending, datetime.now(ZoneInfo(zone)),
@@ -188,7 +199,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return _report(det, transitions, language, conf.window)
 
 
-def _report(det: "ModelDetector", transitions: list[Transition], language: str,
+def _report(det: "ModelDetector", transitions: "list[Transition]", language: str,
             window: timedelta) -> int:
     mine = [t for t in transitions if t.rule == det.name and t.reason != "repeat interval elapsed"]
     others = [t for t in transitions if t.rule != det.name and t.state == "firing"]
