@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from agent import __version__
+from agent import DEFAULT_CONFIG, __version__
 
 if TYPE_CHECKING:
     from agent.yamlfile import FileProblems
@@ -21,7 +21,6 @@ if TYPE_CHECKING:
 # Each command imports what it needs inside its function: `--help` and the quick commands
 # (`check`, `status`) do not pay for numpy, scikit-learn, Apprise or Jinja2 they never use.
 
-DEFAULT_CONFIG = "/etc/invoice-agent/agent.yaml"
 EXIT_OK, EXIT_FINDINGS, EXIT_CONFIG = 0, 1, 2
 
 

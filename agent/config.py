@@ -42,7 +42,6 @@ __all__ = ["CANONICAL_FIELDS", "AgentConfig", "Duration", "LoadedConfig", "Notif
            "SourceConfig", "check_canonical", "load_config", "parse_duration"]
 
 CANONICAL_FIELDS = READABLE_FIELDS  # what `fields:` and `values:` may name
-DEFAULT_CONFIG = "/etc/invoice-agent/agent.yaml"  # what `-c` defaults to
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _WILDCARDS = "*?["
 

@@ -26,7 +26,7 @@ TEST_SUFFIX = ".test.yaml"  # rule test files live beside the rules; they are no
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from agent.config import DEFAULT_CONFIG
+    from agent import DEFAULT_CONFIG
 
     return check(args.config, args.files, default_config=args.config == DEFAULT_CONFIG)
 
