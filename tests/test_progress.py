@@ -129,7 +129,9 @@ def test_train_shows_its_status_on_a_terminal_and_nothing_with_quiet(tmp_path):
     # the demo's half day is too little to learn from: refused after reading and fitting
     code, terminal, _ = on_terminal("train", "-c", str(config), "--out", out, *logs)
     assert code == 1 and "training refused" in terminal
-    assert "reading logs:" in terminal and "fitting the model on" in terminal
+    # reading: a bar of the bytes read, its rate and the time left; then the fitting line
+    assert "train: reading" in terminal and "100%" in terminal
+    assert "fitting the model on" in terminal
     code, terminal, _ = on_terminal("train", "--quiet", "-c", str(config), "--out", out, *logs)
     assert code == 1 and "training refused" in terminal
-    assert "reading logs:" not in terminal and "fitting" not in terminal
+    assert "train: reading" not in terminal and "fitting" not in terminal

@@ -131,7 +131,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         if args.files:
             windows, transitions = windows_from_logs(loaded, rules, spec.watched, args.files,
-                                                     args.source, progress)
+                                                     args.source, progress, args.quiet)
             end = max((w.end for w in windows), default=None)
             spans = alert_spans(transitions, pending, window, end)
             slots = slots_from_windows(windows, spec)

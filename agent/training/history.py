@@ -77,11 +77,13 @@ class WindowCollector(Detector):
 
 def windows_from_logs(loaded: Any, rules: list[Detector], sources: Collection[str],
                       files: list[str], source: str | None = None,
-                      progress: Progress | None = None) -> tuple[list[Window], list[Transition]]:
+                      progress: Progress | None = None, quiet: bool = False
+                      ) -> tuple[list[Window], list[Transition]]:
     """Closed windows of `sources` and the rules' alert transitions of replaying `files` (or,
     with none, every configured file). `.gz` files are decompressed to a temporary folder
-    first and matched to sources by their name without `.gz`."""
-    from agent.replay import configured_files, match_files, replay
+    first and matched to sources by their name without `.gz`. On a terminal (not `quiet`) a
+    bar shows the bytes read, MB/s and the time left; else `progress`'s status line, if any."""
+    from agent.replay import configured_files, match_files, progress_bar, replay
 
     with tempfile.TemporaryDirectory(prefix="invoice-agent-train-") as tmp:
         if files:
@@ -97,8 +99,13 @@ def windows_from_logs(loaded: Any, rules: list[Detector], sources: Collection[st
                     pairs[i] = (pairs[i][0], str(out))
         else:
             pairs = configured_files(loaded)
-        collector = WindowCollector(sources, progress)
-        result = replay(loaded, [*rules, collector], pairs)
+        bar = progress_bar([p for _, p in pairs], "train: reading", quiet)
+        collector = WindowCollector(sources, progress if bar is None else None)
+        try:
+            result = replay(loaded, [*rules, collector], pairs, progress=bar)
+        finally:
+            if bar is not None:
+                bar.close()
     if progress is not None:
         progress.done()
     return collector.windows, result.transitions
