@@ -14,6 +14,7 @@ import heapq
 import logging
 import os
 import signal
+import sqlite3
 import sys
 import time
 from datetime import datetime
@@ -32,7 +33,7 @@ from agent.notify.sender import AppriseSender
 from agent.observe import Observer
 from agent.sources.watch import Waker
 from agent.store import DB_NAME, Batch, OutboxMessage
-from agent.store.guard import StateLock, open_state
+from agent.store.guard import StateLock, open_state, state_unwritable
 from agent.training.retrain import Retrainer
 from agent.types import Event, Transition
 from agent.yamlfile import FileProblems
@@ -165,12 +166,15 @@ class Daemon:
 
     # -- the loop --------------------------------------------------------------------------
     def run(self) -> int:
-        self._mark_running(stopped=None)
-        systemd.notify("READY=1\nSTATUS=watching %d sources" % len(self.sources))
-        log.info("started (pid %d, config %s)", os.getpid(), self.config_path)
+        """0 after SIGTERM; 1 when the state cannot be written (full or read-only folder): the
+        unfinished batch is read again at the next start (systemd restarts the agent)."""
         wd = systemd.watchdog_interval()
         last_ping = 0.0
+        code = 0
         try:
+            self._mark_running(stopped=None)
+            systemd.notify("READY=1\nSTATUS=watching %d sources" % len(self.sources))
+            log.info("started (pid %d, config %s)", os.getpid(), self.config_path)
             while not self._stop:
                 try:
                     backlog = self.step()
@@ -192,11 +196,17 @@ class Daemon:
                 self._tend_model()
                 if not backlog and not self._stop:
                     self.waker.wait(self.loaded.config.poll_interval.total_seconds())
+        except sqlite3.OperationalError as exc:
+            self._uncommitted = True
+            self._stop_reason = "the state cannot be written"
+            log.error("%s", state_unwritable(self.loaded.state_dir, exc))
+            systemd.notify("STATUS=state not writable: %s" % exc)
+            code = 1
         finally:
             systemd.notify("STOPPING=1")
             self.shutdown()
             log.info("stopped (%s)", getattr(self, "_stop_reason", "asked to stop"))
-        return 0
+        return code
 
     def step(self, now: datetime | None = None) -> bool:
         """One batch: read, decide, commit, deliver. True if files still hold unread lines."""
@@ -347,6 +357,11 @@ class Daemon:
             if not self._uncommitted:
                 self._commit([])
             self._mark_running(stopped=datetime.now().astimezone().isoformat(timespec="seconds"))
+        except sqlite3.OperationalError as exc:
+            # a stop while the state folder is full: the last batch is read again at the next
+            # start; what stopped it is said, not raised over the reason already logged
+            if not self._uncommitted:
+                log.error("%s", state_unwritable(self.loaded.state_dir, exc))
         finally:
             self._teardown_sources()
             if self.dispatcher is not None:

@@ -7,6 +7,8 @@
   rather than a traceback at every restart. The cheap probe (the header, the schema, the tables
   read at start) runs at every start; the full `PRAGMA quick_check` after an unclean stop, when
   damage is most likely, so a large healthy database does not slow every start.
+- A database that cannot be written (a full or read-only folder) is not damage: it is kept
+  as it is and the start fails, saying so.
 - A database deleted from a folder that had one (`agent.db.created` stays behind) is said
   loudly before every file is read again.
 """
@@ -30,6 +32,10 @@ MARKER_NAME = "agent.db.created"
 
 class StateLocked(RuntimeError):
     """Another process holds the state folder."""
+
+
+class StateUnwritable(RuntimeError):
+    """The state database cannot be written (full or read-only folder): not damage."""
 
 
 class StateLock:
@@ -69,6 +75,13 @@ def open_state(state_dir: Path) -> tuple[Store, list[str]]:
                      f"alerts already sent may be sent again")
     try:
         store = _probe(db)
+    except sqlite3.OperationalError as exc:
+        # a full or read-only folder, a lock, an I/O error: the database itself is fine and
+        # moving it aside would lose every offset and alert; the start fails, loudly
+        raise StateUnwritable(
+            f"cannot open the state database {db} for writing ({exc}): is the state folder "
+            f"{state_dir} full or read-only? Nothing was changed; start again once it is "
+            f"writable") from exc
     except sqlite3.DatabaseError as exc:
         moved = _move_aside(db)
         notes.append(f"the state database {db} cannot be read ({exc}): moved aside to "
@@ -80,6 +93,13 @@ def open_state(state_dir: Path) -> tuple[Store, list[str]]:
     for n in notes:
         log.error("%s", n)
     return store, notes
+
+
+def state_unwritable(state_dir: Path, exc: Exception) -> str:
+    """What an operator is told when the running daemon cannot write its state."""
+    return (f"cannot write the state database {state_dir / DB_NAME} ({exc}): is the state "
+            f"folder {state_dir} full or read-only? Stopping without a checkpoint: nothing is "
+            f"lost, the lines read since the last one are read again at the next start")
 
 
 def _probe(db: Path) -> Store:
