@@ -58,13 +58,16 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from agent.daemon import Daemon
-    from agent.store.guard import StateLocked
+    from agent.store.guard import StateLocked, StateUnwritable
 
     try:
         daemon = Daemon(args.config, signals=True)
     except StateLocked as exc:
         print(f"invoice-agent run: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except StateUnwritable as exc:  # full or read-only: systemd tries again later
+        print(f"invoice-agent run: {exc}", file=sys.stderr)
+        return EXIT_FINDINGS
     return daemon.run()
 
 

@@ -43,9 +43,14 @@ class StateLock:
     drops it when the process dies, even by kill -9)."""
 
     def __init__(self, state_dir: Path):
-        state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.path = state_dir / LOCK_NAME
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise StateUnwritable(
+                f"cannot use the state folder {state_dir} ({exc.strerror or exc}): is it "
+                f"read-only, full, or owned by another user?") from None
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
