@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
-from typing import Any, Iterable
+from operator import itemgetter
+from types import MappingProxyType
+from typing import Any
 
 from agent.types import Event, Window
 
@@ -115,21 +118,24 @@ class Latencies:
 
 
 class _Acc:
-    """Running counts of one open window."""
+    """Running counts of one open window: each event updates them in O(1)."""
 
-    __slots__ = ("count", "statuses", "errors", "latencies", "codes")
+    __slots__ = ("count", "statuses", "errors", "latencies", "codes", "coded")
 
     def __init__(self) -> None:
         self.count = 0
         self.statuses: Counter[str] = Counter()
         self.errors = 0
         self.latencies = Latencies()
-        self.codes: Counter[str] = Counter()
+        self.codes: dict[str, int] = {}  # a plain dict: a missing code reads as a KeyError
+        self.coded = 0  # events carrying an error code (the sum of `codes`)
 
     def add(self, ev: Event) -> None:
+        # agent/detect/when.py `changes` names the features each of these touches
         self.count += 1
         status = ev.status
-        if status is None and ev.error_code:
+        code = ev.error_code
+        if status is None and code:
             status = "failed"
         if status is not None:
             self.statuses["failed" if status in FAIL_STATUSES else status] += 1
@@ -140,8 +146,10 @@ class _Acc:
             exact.append(ev.latency_ms)
             if len(exact) > EXACT_LATENCIES:
                 self.latencies.compact()
-        if ev.error_code:
-            self.codes[ev.error_code] += 1
+        if code:
+            codes = self.codes
+            codes[code] = codes.get(code, 0) + 1
+            self.coded += 1
 
     def to_json(self) -> dict[str, Any]:
         return {"count": self.count, "statuses": dict(self.statuses), "errors": self.errors,
@@ -154,7 +162,8 @@ class _Acc:
         acc.statuses.update(d["statuses"])
         acc.errors = d["errors"]
         acc.latencies = Latencies.from_json(d["latencies"])
-        acc.codes.update(d["codes"])
+        acc.codes = dict(d["codes"])
+        acc.coded = sum(acc.codes.values())
         return acc
 
 
@@ -166,38 +175,103 @@ def _percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[k]
 
 
+class OpenFeatures(Mapping[str, Any]):
+    """The features of one window, each computed when read: a rule judged at every line reads
+    only its own features of the open window. Counts and rates cost O(1); the percentiles
+    (which sort the window's latencies) and the top error code (which walks its codes) are
+    computed once per view, so a rule reading those at every line costs more. A view shows the
+    window as it is when made (or moved to it, `ExprFeatures.show`): one per line."""
+
+    __slots__ = ("acc", "length", "_latency", "_top")
+    _get: dict[str, Callable[["OpenFeatures"], Any]]  # feature -> how to compute it
+
+    def __init__(self, acc: _Acc, length: timedelta):
+        self.acc = acc
+        self.length = length
+        self._latency: tuple[int, float, float, float, float] | None = None
+        self._top: tuple[str, int] | None = None
+
+    def __getitem__(self, name: str) -> Any:
+        return self._get[name](self)  # KeyError for a name that is no feature
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(FEATURES)
+
+    def __len__(self) -> int:
+        return len(FEATURES)
+
+    def latency(self) -> tuple[int, float, float, float, float]:
+        """(count, p50, p95, max, mean) of the window's latencies."""
+        if self._latency is None:
+            self._latency = self.acc.latencies.summary()
+        return self._latency
+
+    def top_code(self) -> tuple[str, int]:
+        """The most frequent error code and its count; the first seen among equals, as
+        Counter.most_common(1) picks."""
+        if self._top is None:
+            codes = self.acc.codes
+            self._top = max(codes.items(), key=itemgetter(1)) if codes else ("", 0)
+        return self._top
+
+    def names(self) -> "ExprFeatures":
+        """The names an expression sees for this window."""
+        return ExprFeatures(self.acc, self.length)
+
+
+class ExprFeatures(OpenFeatures):
+    """The names an expression sees for an open window: its features, with `error_codes` a
+    read-only view of the window's counts rather than a copy (100,000 codes are not copied
+    at each line)."""
+
+    __slots__ = ()
+
+    def show(self, acc: _Acc) -> "ExprFeatures":
+        """This view moved to `acc` as it is now: one view serves line after line."""
+        self.acc, self._latency, self._top = acc, None, None
+        return self
+
+
+def _rate(part: int, n: int) -> float:
+    return part / n if n else 0.0
+
+
+OpenFeatures._get = {
+    "count": lambda f: f.acc.count,
+    "ok": lambda f: f.acc.statuses.get("ok", 0),
+    "failed": lambda f: f.acc.statuses.get("failed", 0),
+    "timeout": lambda f: f.acc.statuses.get("timeout", 0),
+    "pending": lambda f: f.acc.statuses.get("pending", 0),
+    "failure_rate": lambda f: _rate(f.acc.statuses.get("failed", 0)
+                                    + f.acc.statuses.get("timeout", 0), f.acc.count),
+    "timeout_rate": lambda f: _rate(f.acc.statuses.get("timeout", 0), f.acc.count),
+    "errors": lambda f: f.acc.errors,
+    "latency_count": lambda f: f.latency()[0],
+    "latency_p50": lambda f: f.latency()[1],
+    "latency_p95": lambda f: f.latency()[2],
+    "latency_max": lambda f: f.latency()[3],
+    "latency_avg": lambda f: f.latency()[4],
+    "error_codes": lambda f: dict(f.acc.codes),
+    "error_count": lambda f: f.acc.coded,
+    "distinct_error_codes": lambda f: len(f.acc.codes),
+    "top_error_code": lambda f: f.top_code()[0],
+    "top_error_code_count": lambda f: f.top_code()[1],
+    "window_minutes": lambda f: f.length.total_seconds() / 60,
+}
+ExprFeatures._get = {**OpenFeatures._get,
+                     "error_codes": lambda f: MappingProxyType(f.acc.codes)}
+assert list(OpenFeatures._get) == list(FEATURES), "every feature has one way to compute it"
+
+
 def empty_features(length: timedelta = timedelta(minutes=5)) -> dict[str, Any]:
     """The features of a window without events: what rules are tried on at load."""
     return compute_features(_Acc(), length)
 
 
 def compute_features(acc: _Acc, length: timedelta) -> dict[str, Any]:
-    n = acc.count
-    st = acc.statuses
-    lat_n, p50, p95, lat_max, lat_avg = acc.latencies.summary()
-    failed, timeout = st.get("failed", 0), st.get("timeout", 0)
-    top = acc.codes.most_common(1)
-    return {
-        "count": n,
-        "ok": st.get("ok", 0),
-        "failed": failed,
-        "timeout": timeout,
-        "pending": st.get("pending", 0),
-        "failure_rate": (failed + timeout) / n if n else 0.0,
-        "timeout_rate": timeout / n if n else 0.0,
-        "errors": acc.errors,
-        "latency_count": lat_n,
-        "latency_p50": p50,
-        "latency_p95": p95,
-        "latency_max": lat_max,
-        "latency_avg": lat_avg,
-        "error_codes": dict(acc.codes),
-        "error_count": sum(acc.codes.values()),
-        "distinct_error_codes": len(acc.codes),
-        "top_error_code": top[0][0] if top else "",
-        "top_error_code_count": top[0][1] if top else 0,
-        "window_minutes": length.total_seconds() / 60,
-    }
+    """Every feature of a window, in FEATURES order (a closed window's, as stored)."""
+    view = OpenFeatures(acc, length)
+    return {name: get(view) for name, get in OpenFeatures._get.items()}
 
 
 class Windows:
@@ -210,6 +284,10 @@ class Windows:
         self.sources = list(sources)
         self._open: dict[str, dict[float, _Acc]] = {s: {} for s in self.sources}
         self._next: dict[str, float | None] = {s: None for s in self.sources}  # next to close
+        # the window the last counted event went into, for the rules judged at each line
+        self.last_start = 0.0
+        self.last_acc: _Acc | None = None
+        self._so_far: tuple[Event, Window] | None = None  # so_far of the last event, once
 
     def _floor(self, t: float) -> float:
         return t - (t % self._len_s)
@@ -230,17 +308,26 @@ class Windows:
         if acc is None:
             acc = wins[start] = _Acc()
         acc.add(ev)
+        self.last_start, self.last_acc, self._so_far = start, acc, None
         return True
 
     def so_far(self, ev: Event) -> Window | None:
         """The open window `ev` was counted into, with its features so far (for rules that
-        fire early); None if the event was late."""
+        fire early), computed as they are read (`OpenFeatures`) and shared by every rule
+        shown the same event; None if the event was late."""
+        cached = self._so_far
+        if cached is not None and cached[0] is ev:
+            return cached[1]
         t = ev.ts.timestamp()
         start = self._floor(t)
         acc = self._open.get(ev.source, {}).get(start)
         if acc is None:
             return None
-        return self._close(ev.source, start, acc, ev.ts.tzinfo)
+        st = datetime.fromtimestamp(start, ev.ts.tzinfo)
+        window = Window(ev.source, st, st + self.length, OpenFeatures(acc, self.length))
+        if acc is self.last_acc:
+            self._so_far = (ev, window)
+        return window
 
     def start(self, now: datetime) -> None:
         """Begin every source that has seen nothing yet at `now` (absence starts counting)."""

@@ -23,6 +23,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from operator import itemgetter
 from typing import Any, Callable
 
 from agent.alerts import AlertBook, AlertState
@@ -30,6 +31,7 @@ from agent.config import AgentConfig, LoadedConfig, SourceConfig
 from agent.counting import Counts
 from agent.detect.base import Detector
 from agent.detect.ledger_base import EpisodeRule, LedgerRule
+from agent.detect.threshold import Placed, SourceThresholds, ThresholdRule
 from agent.features import Windows
 from agent.ledger.book import Ledger
 from agent.parse import ParseSpec, build_parser
@@ -110,22 +112,31 @@ class Engine:
                 d.attach(ledger)
         if ledger is not None:
             ledger.keep_rules([d.name for d in detectors if isinstance(d, LedgerRule)])
-        self._on_event: dict[str, list[Detector]] = {}
-        self._on_window: dict[str, list[Detector]] = {}
+        # each source's watchers with their place in `detectors`: findings at one line or
+        # window go to the alerts in that order. Its plain threshold rules are judged together
+        self._on_event: dict[str, list[tuple[int, Detector]]] = {}
+        self._on_window: dict[str, list[tuple[int, Detector]]] = {}
         self._on_tick: list[Detector] = []
-        for d in detectors:
+        plain: dict[str, list[tuple[int, ThresholdRule]]] = {}
+        for pos, d in enumerate(detectors):
             w = d.watch()
+            if type(d) is ThresholdRule:
+                plain.setdefault(d.source, []).append((pos, d))
+                continue
             for s in (w.sources if w.sources is not None else self.parsers):
                 if w.events:
-                    self._on_event.setdefault(s, []).append(d)
+                    self._on_event.setdefault(s, []).append((pos, d))
                 if w.windows:
-                    self._on_window.setdefault(s, []).append(d)
+                    self._on_window.setdefault(s, []).append((pos, d))
             if w.ticks:
                 self._on_tick.append(d)
             if w.ledger:
                 self._on_ledger.append(d)
                 if type(d).on_ledger is not EpisodeRule.on_ledger:
                     self._on_clean.append(d)
+        self._thresholds = {s: SourceThresholds(s, rules, cfg.window)
+                            for s, rules in plain.items()}
+        self._early = {s: g for s, g in self._thresholds.items() if g.early}
         self.book = AlertBook({d.name: d for d in detectors}, cfg.notify.repeat_interval,
                               cfg.timezone)
         self.router = Router.from_config(cfg)
@@ -182,16 +193,21 @@ class Engine:
         if not self.windows.add(ev):
             self.counts.add(ev.source, "late")
         else:
+            early = self._early.get(ev.source)
             watchers = self._on_event.get(ev.source)
-            if watchers:
-                findings: list[Finding] = []
-                for d in watchers:
+            if early is not None or watchers:
+                placed = [] if early is None else early.on_event(ev, self.windows,
+                                                                 self._eval_failed)
+                for pos, d in watchers or ():
                     try:
-                        findings.extend(d.on_event(ev, self.windows))
+                        found = d.on_event(ev, self.windows)
                     except ValueError as exc:
                         self._eval_failed(d, exc)
-                if findings:
-                    self._decide(findings)
+                    else:
+                        if found:
+                            placed.extend((pos, f) for f in found)
+                if placed:
+                    self._decide(_in_order(placed))
         wm = self.watermarks.get(ev.source)
         if wm is None or confirmed > wm:
             self.watermarks[ev.source] = confirmed
@@ -247,13 +263,22 @@ class Engine:
         if self.ledger is not None:
             closed += self.ledger.advance(now)
         t0 = time.perf_counter()
+        # the rules with a live alert: a plain threshold rule found false tells only those
+        live = {a.rule for a in self.book.live.values()} if closed and self._thresholds \
+            else set()
         for w in closed:
             self.closed.append(w)
-            for d in self._on_window.get(w.source, ()):
+            group = self._thresholds.get(w.source)
+            placed: Placed = [] if group is None else group.on_window(w, live,
+                                                                      self._eval_failed)
+            for pos, d in self._on_window.get(w.source, ()):
                 try:
-                    findings.extend(d.on_window(w))
+                    found = d.on_window(w)
                 except ValueError as exc:  # a rule that cannot be evaluated is counted
                     self._eval_failed(d, exc)
+                else:
+                    placed.extend((pos, f) for f in found)
+            findings.extend(_in_order(placed))
         for d in self._on_tick:
             try:
                 findings.extend(d.on_tick(now))
@@ -338,6 +363,13 @@ class Engine:
                       self.ledger.take() if self.ledger is not None else None)
         self.failures, self.closed, self.changed = [], [], []
         return out
+
+
+def _in_order(placed: Placed) -> list[Finding]:
+    """Findings in the order of their rules (a stable sort: a rule's own stay in order)."""
+    if len(placed) > 1:
+        placed.sort(key=itemgetter(0))
+    return [f for _, f in placed]
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,7 +50,7 @@ class ExprError(ValueError):
         self.key = key
 
 
-class _Refused(Exception):
+class Refused(Exception):
     """Raised by the run-time operators; the message says what and why."""
 
 
@@ -58,8 +58,8 @@ def _int_bits(value: Any) -> int:
     return value.bit_length() if isinstance(value, int) else 0
 
 
-def _too_big(what: str) -> _Refused:
-    return _Refused(f"{what} would exceed {MAX_INT_BITS} bits (refused: it could take "
+def _too_big(what: str) -> Refused:
+    return Refused(f"{what} would exceed {MAX_INT_BITS} bits (refused: it could take "
                     f"unbounded memory and time)")
 
 
@@ -83,7 +83,7 @@ def _lshift(a: Any, b: Any) -> Any:
 
 def _mod(a: Any, b: Any) -> Any:
     if isinstance(a, (str, bytes)):
-        raise _Refused("'%' string formatting is not allowed (a width like %999999999s "
+        raise Refused("'%' string formatting is not allowed (a width like %999999999s "
                        "allocates without bound); use % on numbers only")
     return operator.mod(a, b)
 
@@ -91,12 +91,12 @@ def _mod(a: Any, b: Any) -> Any:
 def _round(number: Any, ndigits: Any = None) -> Any:
     # round(1, -10**7) computes 10**10**7: minutes of CPU
     if isinstance(ndigits, int) and abs(ndigits) > MAX_EXPONENT:
-        raise _Refused(f"round() to {ndigits} digits is refused (at most {MAX_EXPONENT})")
+        raise Refused(f"round() to {ndigits} digits is refused (at most {MAX_EXPONENT})")
     return round(number, ndigits)
 
 
 FUNCTIONS = {"min": min, "max": max, "abs": abs, "round": _round, "len": len}
-_OPERATORS = {**DEFAULT_OPERATORS, ast.Mult: _mul, ast.Pow: _pow, ast.LShift: _lshift,
+OPERATORS = {**DEFAULT_OPERATORS, ast.Mult: _mul, ast.Pow: _pow, ast.LShift: _lshift,
               ast.Mod: _mod}
 
 
@@ -218,8 +218,11 @@ class Expression:
             why = None if id(node) in qualified else _costly(node)
             if why:
                 raise ExprError(f"{why}, in {text!r}")
+        # the plain names it reads (features, or namespaces for qualified names)
+        self.names = frozenset(n.id for n in ast.walk(tree) if isinstance(n, ast.Name)
+                               ) - set(FUNCTIONS) - _CONSTANTS
         # copies: simpleeval adds list/dict/... to the functions mapping it is given
-        self._evaluator = EvalWithCompoundTypes(operators=dict(_OPERATORS),
+        self._evaluator = EvalWithCompoundTypes(operators=dict(OPERATORS),
                                                 functions=dict(FUNCTIONS), names={})
         try:
             self._parsed = self._evaluator.parse(text)

@@ -3,12 +3,17 @@
 Three runtimes, one config: the plain rule (one alert for the source), one alert per key
 (`group_by`, threshold_keyed.py) and one condition over the windows of several sources
 (`sources:`, threshold_sources.py).
+
+The engine judges the plain rules of a source together (`SourceThresholds`): a thousand rules
+share one window's features, a `when:` written the same by several rules is evaluated once,
+and a rule with `early` is judged at a line only when a feature it reads changed with it.
+Verdicts are those of each rule's own `on_event`/`on_window`, in the same order.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
-from datetime import timedelta
+from collections.abc import Callable, Collection, Mapping
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import Field, field_validator, model_validator
@@ -25,7 +30,8 @@ from agent.detect.base import (
 from agent.detect.keys import DEFAULT_MAX_KEYS, check_group_by
 from agent.detect.threshold_keyed import KeyedThresholdRule
 from agent.detect.threshold_sources import SourcesThresholdRule
-from agent.detect.when import compile_when, features_of, window_names
+from agent.detect.when import When, changes, compile_when, features_of, reads, window_names
+from agent.features import ExprFeatures, OpenFeatures, Windows
 from agent.ledger.config import LEDGER_SOURCE
 from agent.types import Event, Finding, Window
 
@@ -114,12 +120,12 @@ class ThresholdRule(Detector):
         return Watch(frozenset({self.source}), events=self.early)
 
     def on_event(self, ev: Event, open_window: OpenWindow) -> Collection[Finding]:
-        """A firing verdict at the line `ev`, from its window so far."""
+        """A firing verdict at the line `ev`, from its window so far (only the features
+        `when` reads are computed)."""
         t = ev.ts.timestamp()
         start = t - t % self._len
         if self._fired_in == start:
-            # fired at an earlier line of this window: the rest is its end's business, and
-            # the window's features (percentiles) are not computed again at every line
+            # fired at an earlier line of this window: the rest is its end's business
             return NO_FINDINGS
         so_far = open_window.so_far(ev)
         if so_far is None:
@@ -127,13 +133,126 @@ class ThresholdRule(Detector):
         if not self.when(window_names(so_far.features)):
             return NO_FINDINGS
         self._fired_in = start
-        return (Finding(self.name, True, ev.ts, self.labels, self._values(so_far),
+        return (Finding(self.name, True, ev.ts, self.labels, values_of(so_far),
                         line_no=ev.line_no, path=ev.path),)
 
     def on_window(self, window: Window) -> Collection[Finding]:
         return (Finding(self.name, self.when(window_names(window.features)), window.end,
-                        self.labels, self._values(window), window_start=window.start),)
+                        self.labels, values_of(window), window_start=window.start),)
 
-    def _values(self, w: Window) -> dict[str, Any]:
-        return dict(w.features, source=self.source, window_start=w.start.isoformat(),
-                    window_end=w.end.isoformat())
+
+def values_of(w: Window) -> dict[str, Any]:
+    """What a plain rule's finding carries for its templates: the window's features and where
+    it lies (the same for every plain rule of the source)."""
+    return dict(w.features, source=w.source, window_start=w.start.isoformat(),
+                window_end=w.end.isoformat())
+
+
+Placed = list[tuple[int, Finding]]  # findings with their rule's place in the engine's order
+Failed = Callable[[Detector, ValueError], None]  # told of a rule that cannot be evaluated
+
+
+class _Early:
+    """The early rules of one source with the same `when`: their verdicts at a line are one."""
+
+    __slots__ = ("when", "reads", "rules", "fired_in", "clean_in")
+
+    def __init__(self, when: When, rules: list[tuple[int, ThresholdRule]]):
+        self.when = when
+        self.reads = reads(when.names)
+        self.rules = rules
+        self.fired_in: float | None = None  # the window it fired in at a line
+        # the window its last verdict (false, without error) was about: while none of the
+        # features it reads changes, that verdict stands
+        self.clean_in: float | None = None
+
+
+class SourceThresholds:
+    """The plain threshold rules of one source, judged together by the engine.
+
+    At a window's end each distinct `when` is evaluated once, and only rules whose verdict
+    holds, or whose alert is live, get a finding (a false verdict for a rule without a live
+    alert changes nothing). At a line, the early rules are judged on the open window's
+    features computed as read, and only those reading a feature the line changed, or not yet
+    judged in that window."""
+
+    def __init__(self, source: str, rules: list[tuple[int, ThresholdRule]],
+                 length: timedelta):
+        self.source = source
+        self.length = length
+        self._len = length.total_seconds()
+        self._by_when: dict[str, tuple[When, list[tuple[int, ThresholdRule]]]] = {}
+        early: dict[str, list[tuple[int, ThresholdRule]]] = {}
+        for pos, r in rules:
+            self._by_when.setdefault(r.when.text, (r.when, []))[1].append((pos, r))
+            if r.early:
+                early.setdefault(r.when.text, []).append((pos, r))
+        self.early = [_Early(group[0][1].when, group) for group in early.values()]
+        self._due: dict[int, list[_Early]] = {}  # changed bits -> the rules reading them
+        self._start: float | None = None  # the window of the last line, all judged on it
+        self._names: ExprFeatures | None = None  # the open window's, moved at each line
+
+    def on_window(self, w: Window, live: set[str], failed: Failed) -> Placed:
+        """Findings for the closed window `w`. `live`: the rules with a live alert, to which
+        the rules found true here are added (a later window of the same batch may end it)."""
+        names: Mapping[str, Any] | None = None
+        values: dict[str, Any] | None = None
+        out: Placed = []
+        for when, rules in self._by_when.values():
+            if names is None:
+                names = window_names(w.features)
+            try:
+                verdict = when(names)
+            except ValueError as exc:
+                for _, r in rules:
+                    failed(r, exc)
+                continue
+            for pos, r in rules:
+                if verdict or r.name in live:
+                    if values is None:
+                        values = values_of(w)
+                    out.append((pos, Finding(r.name, verdict, w.end, r.labels, values,
+                                             window_start=w.start)))
+                    if verdict:
+                        live.add(r.name)
+        return out
+
+    def on_event(self, ev: Event, windows: Windows, failed: Failed) -> Placed:
+        """Firing findings at the line `ev`, just counted into `windows`."""
+        start, bits = windows.last_start, changes(ev)
+        if start == self._start:  # every rule was judged on this window at the last line
+            due = self._due.get(bits)
+            if due is None:
+                due = self._due[bits] = [e for e in self.early if e.reads & bits]
+        else:
+            self._start, due = start, self.early
+        out: Placed = []
+        if not due:
+            return out
+        acc = windows.last_acc
+        assert acc is not None
+        names: Mapping[str, Any] | None = None
+        for e in due:
+            if e.fired_in == start or (e.clean_in == start and not e.reads & bits):
+                continue
+            if names is None:
+                if self._names is None:
+                    self._names = ExprFeatures(acc, self.length)
+                names = self._names.show(acc)
+            try:
+                if not e.when.test(names):
+                    e.clean_in = start
+                    continue
+            except Exception as exc:
+                e.clean_in = self._start = None  # judged again at the next line
+                for _, r in e.rules:
+                    failed(r, e.when.failure(exc))
+                continue
+            e.fired_in, e.clean_in = start, None
+            ws = datetime.fromtimestamp(start, ev.ts.tzinfo)
+            values = values_of(Window(self.source, ws, ws + self.length,
+                                      OpenFeatures(acc, self.length)))
+            for pos, r in e.rules:
+                out.append((pos, Finding(r.name, True, ev.ts, r.labels, values,
+                                         line_no=ev.line_no, path=ev.path)))
+        return out

@@ -11,7 +11,7 @@ further keys are counted (`keys_dropped`) and never crash or grow memory.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +27,7 @@ from agent.detect.keys import (
     key_values,
 )
 from agent.detect.when import window_names
-from agent.features import _Acc, compute_features
+from agent.features import OpenFeatures, _Acc
 from agent.types import Event, Finding, Window
 
 if TYPE_CHECKING:
@@ -75,7 +75,7 @@ class KeyedThresholdRule(Detector):
         acc.add(ev)
         if not self.early or self._fired_in.get(key) == start:
             return NO_FINDINGS
-        features = compute_features(acc, self._length)
+        features = OpenFeatures(acc, self._length)  # computes only what `when` reads
         if not self.when(window_names(features)):
             return NO_FINDINGS
         self._fired_in[key] = start
@@ -93,7 +93,7 @@ class KeyedThresholdRule(Detector):
         keys = list(accs) + [k for k in self._firing if k not in accs]
         for key in keys:
             acc = accs.get(key)
-            features = compute_features(acc if acc is not None else _Acc(), self._length)
+            features = OpenFeatures(acc if acc is not None else _Acc(), self._length)
             active = bool(self.when(window_names(features)))
             if active or key in self._firing:
                 findings.append(Finding(
@@ -108,7 +108,7 @@ class KeyedThresholdRule(Detector):
         self._fired_in = {k: s for k, s in self._fired_in.items() if s > start}
         return findings
 
-    def _values(self, features: dict[str, Any], key: Key, ws: datetime, we: datetime,
+    def _values(self, features: Mapping[str, Any], key: Key, ws: datetime, we: datetime,
                 start: float) -> dict[str, Any]:
         return {**features, **key_values(self.group_by, key), "source": self.source,
                 "keys_dropped": self._dropped.get(start, 0),
