@@ -203,27 +203,26 @@ def check_rule_file(path: Path) -> None:
     assert all(isinstance(r, Detector) for r in rules)
 
 
-# -- problems found by these properties in agent/detect/expr.py, not fixed here ------------------
+# -- problems these properties found in agent/detect/expr.py ------------------------------------
 
-@pytest.mark.xfail(strict=True, raises=(RecursionError, MemoryError),
-                   reason="expr.py: ast.parse's RecursionError/MemoryError escape Expression")
-@pytest.mark.parametrize("text", ["count" + " + count" * 3000, "-" * 100_000 + "1"])
-def test_a_very_long_or_deep_expression_is_an_expr_error(text):
-    with pytest.raises(ExprError):
-        Expression(text, KNOWN)
-
-
-@pytest.mark.xfail(strict=True, reason="expr.py: simpleeval re-checks shared list items")
-def test_nested_list_repetition_is_refused_or_quick():
-    # [[1]*9999]*9999 holds 9999 references to one list, and simpleeval walks every item of
-    # each: 10**8 checks, about 8 s an evaluation; one more level makes it hours
-    expr = Expression("[[1] * 999] * 999", KNOWN)
-    start = time.monotonic()
+@pytest.mark.parametrize("text", ["count" + " + count" * 3000, "-" * 100_000 + "1",
+                                  "-" * 1990 + "1 > 0", "count" + " + count" * 240 + " > 1"])
+def test_a_very_long_or_deep_expression_is_an_expr_error_or_works(text):
     try:
-        expr({})
+        expr = Expression(text, KNOWN)
+    except ExprError:
+        return
+    try:  # accepted: evaluating it is a verdict or an evaluation error, never a crash
+        expr({"count": 1})
     except ValueError:
         pass
-    assert time.monotonic() - start < 0.05  # 999*999 item checks take ~0.35 s
+
+
+def test_nested_list_repetition_is_refused_at_load():
+    # [[1]*9999]*9999 holds 9999 references to one list, and simpleeval walks every item of
+    # each: 10**8 checks, about 8 s an evaluation; one more level makes it hours
+    with pytest.raises(ExprError, match="repeating a list"):
+        Expression("[[1] * 999] * 999", KNOWN)
 
 
 def test_known_values_the_properties_rely_on():

@@ -111,6 +111,9 @@ def _number(node: ast.AST) -> int | float | None:
     return None
 
 
+MAX_TEXT = 2000  # characters of a condition: a rule, not a program
+
+
 def _costly(node: ast.AST) -> str | None:
     """Why `node` is refused at load, or None."""
     if isinstance(node, ast.Constant) and type(node.value) is int and abs(node.value) > MAX_INT:
@@ -126,6 +129,10 @@ def _costly(node: ast.AST) -> str | None:
         exponent = _number(node.right)
         if exponent is not None and abs(exponent) > MAX_EXPONENT:
             return f"the exponent {exponent} is too large (at most {MAX_EXPONENT})"
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult) and any(
+            isinstance(side, (ast.List, ast.Tuple, ast.ListComp, ast.Set, ast.Dict))
+            for side in (node.left, node.right)):
+        return "repeating a list with '*' is not allowed (it builds without bound)"
     if isinstance(node, ast.Attribute) and node.attr not in ALLOWED_METHODS:
         if node.attr.startswith("_"):
             return f"attribute {node.attr!r} is not allowed"
@@ -193,11 +200,16 @@ class Expression:
     def __init__(self, text: str, known: Collection[str],
                  spaces: Mapping[str, Collection[str]] | None = None):
         self.text = text
+        if len(text) > MAX_TEXT:
+            raise ExprError(f"the expression is {len(text)} characters long (at most "
+                            f"{MAX_TEXT}): split the rule")
         try:
             tree = ast.parse(text.strip(), mode="eval")
         except (SyntaxError, ValueError) as exc:  # ValueError: an int literal over 4300 digits
-            raise ExprError(f"invalid expression {text!r}: "
+            raise ExprError(f"invalid expression {text[:200]!r}: "
                             f"{getattr(exc, 'msg', None) or exc}") from None
+        except (RecursionError, MemoryError):  # nested deeper than the parser can take
+            raise ExprError(f"the expression {text[:60]!r}... is nested too deeply") from None
         spaces = spaces or {}
         qualified, unknown_q, bare = _qualified(tree, spaces)
         if bare:
