@@ -52,7 +52,7 @@ def clean(root: Path) -> Path:
     return folder / "agent.yaml"
 
 
-def check(main: Path, layers: list[Path]) -> None:
+def assert_config_or_problems(main: Path, layers: list[Path]) -> None:
     try:
         loaded = load_config(main)
     except FileProblems as exc:
@@ -76,7 +76,7 @@ def test_any_yaml_document_gives_a_config_or_problems_naming_a_file(tmp_path, do
         (main.parent / "conf.d").mkdir()
         layers.append(main.parent / "conf.d" / "10-local.yaml")
         layers[0].write_text(yaml.safe_dump(layer, allow_unicode=True), encoding="utf-8")
-    check(main, layers)
+    assert_config_or_problems(main, layers)
 
 
 TEXTS = st.one_of(
@@ -95,7 +95,7 @@ TEXTS = st.one_of(
 def test_any_text_gives_a_config_or_problems_naming_the_file(tmp_path, text):
     main = clean(tmp_path)
     main.write_text(text, encoding="utf-8")
-    check(main, [])
+    assert_config_or_problems(main, [])
 
 
 @PROPERTY
@@ -103,7 +103,7 @@ def test_any_text_gives_a_config_or_problems_naming_the_file(tmp_path, text):
 def test_any_bytes_give_a_config_or_problems_naming_the_file(tmp_path, data):
     main = clean(tmp_path)
     main.write_bytes(data)
-    check(main, [])
+    assert_config_or_problems(main, [])
 
 
 @PROPERTY
@@ -130,4 +130,4 @@ def test_deeply_nested_yaml_is_a_problem_naming_the_file(tmp_path, depth, kind):
     main = clean(tmp_path)
     text = kind * depth if kind != "- " else "".join(" " * (2 * i) + "-\n" for i in range(depth))
     main.write_text(text, encoding="utf-8")
-    check(main, [])
+    assert_config_or_problems(main, [])
