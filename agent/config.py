@@ -29,7 +29,13 @@ from pydantic import (
 )
 
 from agent.configsections import HttpConfig, JournaldOptions, NotifyConfig
-from agent.configtypes import Duration, error_message, parse_duration
+from agent.configtypes import (
+    Duration,
+    NonNegativeDuration,
+    PositiveDuration,
+    error_message,
+    parse_duration,
+)
 from agent.ledger.config import LedgerConfig, source_problems
 from agent.model.config import ModelConfig
 from agent.parse.regex_lines import MATCH_TIMEOUT, nested_quantifier
@@ -124,10 +130,10 @@ class AgentConfig(_Model):
     state_dir: str = Field("state", description="SQLite state; relative to the config file")
     timezone: str = Field("Asia/Shanghai", description="For timestamps without an offset")
     window: Duration = Field(timedelta(minutes=5), description="Tumbling window length")
-    lateness: Duration = Field(timedelta(seconds=30), description="Wait for late lines")
-    retention: Duration = Field(timedelta(days=14), description="How long windows are kept")
-    poll_interval: Duration = Field(timedelta(seconds=1), description="Fallback file poll")
-    max_future: Duration = Field(
+    lateness: NonNegativeDuration = Field(timedelta(seconds=30), description="Wait for late lines")
+    retention: PositiveDuration = Field(timedelta(days=14), description="How long windows are kept")
+    poll_interval: PositiveDuration = Field(timedelta(seconds=1), description="Fallback file poll")
+    max_future: PositiveDuration = Field(
         timedelta(hours=1),
         description="Lines stamped further ahead of the host clock are refused as unparsed "
                     "(a wrong time zone or clock), so they cannot move time forward")
@@ -160,20 +166,6 @@ class AgentConfig(_Model):
     def _window(cls, v: timedelta) -> timedelta:
         if v < timedelta(seconds=1):
             raise ValueError("window must be at least 1s")
-        return v
-
-    @field_validator("poll_interval", "retention", "max_future")
-    @classmethod
-    def _positive(cls, v: timedelta) -> timedelta:
-        if v <= timedelta(0):
-            raise ValueError("must be more than 0")
-        return v
-
-    @field_validator("lateness")
-    @classmethod
-    def _not_negative(cls, v: timedelta) -> timedelta:
-        if v < timedelta(0):
-            raise ValueError("must not be negative")
         return v
 
     @model_validator(mode="after")

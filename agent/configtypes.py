@@ -9,7 +9,7 @@ import re
 from datetime import timedelta
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator
+from pydantic import AfterValidator, BeforeValidator
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -37,6 +37,22 @@ def parse_duration(value: Any) -> timedelta:
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+def _positive(v: timedelta) -> timedelta:
+    if v <= timedelta(0):
+        raise ValueError("must be more than 0")
+    return v
+
+
+def _not_negative(v: timedelta) -> timedelta:
+    if v < timedelta(0):
+        raise ValueError("must not be negative")
+    return v
+
+
+PositiveDuration = Annotated[Duration, AfterValidator(_positive)]
+NonNegativeDuration = Annotated[Duration, AfterValidator(_not_negative)]
 
 
 def mask_credentials(text: str) -> str:

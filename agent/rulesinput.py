@@ -13,7 +13,7 @@ import glob
 import os
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -23,12 +23,11 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
-    field_validator,
     model_validator,
 )
 
-from agent.config import AgentConfig, Duration, LoadedConfig, SourceConfig, load_config
-from agent.configtypes import error_message
+from agent.config import AgentConfig, LoadedConfig, SourceConfig, load_config
+from agent.configtypes import PositiveDuration, error_message
 from agent.detect.base import Detector
 from agent.detect.loader import load_rules
 from agent.shipped import shipped_dir
@@ -56,16 +55,9 @@ class InputBlock(_Strict):
     file: str | None = Field(None, description="A log file, relative to the test file")
     line: str | None = Field(None, description="Generator: the line, with {ts} and {n}")
     start: datetime | None = Field(None, description="Generator: the first line's time")
-    every: Duration | None = Field(None, description="Generator: time between lines")
+    every: PositiveDuration | None = Field(None, description="Generator: time between lines")
     count: int | None = Field(None, ge=1, le=MAX_GENERATED,
                               description="Generator: how many lines")
-
-    @field_validator("every")
-    @classmethod
-    def _positive(cls, v: timedelta | None) -> timedelta | None:
-        if v is not None and v <= timedelta(0):
-            raise ValueError("must be more than 0")
-        return v
 
     @model_validator(mode="after")
     def _one_kind(self) -> "InputBlock":

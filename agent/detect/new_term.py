@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from agent.configtypes import Duration
+from agent.configtypes import NonNegativeDuration
 from agent.detect.base import (
     NO_FINDINGS,
     BuildContext,
@@ -43,8 +43,9 @@ class NewTermConfig(RuleConfig):
     source: str
     field: str = Field(description="The event field whose values are watched")
     days: int = Field(7, ge=1, le=3660, description="How long a value stays known unseen")
-    learn: Duration = Field(timedelta(days=1), description="After the first start, values "
-                            "are recorded for this long without firing")
+    learn: NonNegativeDuration = Field(
+        timedelta(days=1),
+        description="After the first start, values are recorded for this long without firing")
     max_terms: int = Field(10_000, ge=1, le=1_000_000,
                            description="Values remembered at most; the least recently seen "
                            "are forgotten first")
@@ -63,13 +64,6 @@ class NewTermConfig(RuleConfig):
         if v > timedelta(0):
             raise ValueError("a new value is an event that resolves at the next window: "
                              "`for:` would keep it pending until then and it would never fire")
-        return v
-
-    @field_validator("learn")
-    @classmethod
-    def _not_negative(cls, v: timedelta) -> timedelta:
-        if v < timedelta(0):
-            raise ValueError("learn: 0s or longer")
         return v
 
     def template_names(self) -> set[str]:

@@ -22,7 +22,7 @@ from typing import Any
 import regex
 from pydantic import Field, ValidationInfo, field_validator
 
-from agent.configtypes import Duration
+from agent.configtypes import PositiveDuration
 from agent.detect.base import (
     NO_FINDINGS,
     BuildContext,
@@ -60,7 +60,7 @@ class PatternConfig(RuleConfig):
     field: str = Field("message", description="The event field searched: syslog puts the text "
                        "after the tag in `message`")
     threshold: int = Field(1, ge=1, description="Hits within `window` that fire")
-    window: Duration | None = Field(
+    window: PositiveDuration | None = Field(
         None, description="How far back hits count (event time); default: the agent's window. "
         "Rounded up to whole agent windows")
     group_by: list[str] = Field(
@@ -86,13 +86,6 @@ class PatternConfig(RuleConfig):
         why = unknown_field(v)
         if why:
             raise ValueError(why)
-        return v
-
-    @field_validator("window")
-    @classmethod
-    def _positive(cls, v: timedelta | None) -> timedelta | None:
-        if v is not None and v <= timedelta(0):
-            raise ValueError("a window must be longer than 0")
         return v
 
     @field_validator("group_by")

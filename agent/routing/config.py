@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from agent.configtypes import Duration
+from agent.configtypes import Duration, NonNegativeDuration
 from agent.routing.timespec import DateRange, TimeRange
 
 __all__ = ["Escalate", "Grouping", "InhibitRule", "MaintenanceWindow", "MaintenanceWindows",
@@ -79,20 +79,13 @@ class Grouping(_Model):
         default_factory=list,
         description="Labels whose values make an alert group, one message per group (`rule`: "
                     "the rule's name); [] puts every alert of the agent in one group")
-    group_wait: Duration = Field(
+    group_wait: NonNegativeDuration = Field(
         timedelta(seconds=30),
         description="A new group's first message waits this long for the alerts firing with "
                     "the first one")
     group_interval: Duration = Field(
         timedelta(minutes=5),
         description="A group's next message, when something changed, at most this often")
-
-    @field_validator("group_wait")
-    @classmethod
-    def _wait(cls, v: timedelta) -> timedelta:
-        if v < timedelta(0):
-            raise ValueError("must not be negative")
-        return v
 
     @field_validator("group_interval")
     @classmethod
@@ -137,7 +130,7 @@ class MaintenanceWindow(_Model):
         default_factory=list, description="Once: [{start, end}] in local time")
     timezone: str | None = Field(None, description="Default: the agent's `timezone`")
     match: Matchers = Field(default_factory=dict, description="Which alerts; default every one")
-    grace: Duration = Field(
+    grace: NonNegativeDuration = Field(
         timedelta(minutes=15), description="Alerts stay muted this long after the window ends")
 
     _matchers = field_validator("match")(_some_values)
@@ -151,13 +144,6 @@ class MaintenanceWindow(_Model):
             except (ZoneInfoNotFoundError, ValueError):
                 raise ValueError(f"unknown time zone {v!r} (expected e.g. Asia/Shanghai)"
                                  ) from None
-        return v
-
-    @field_validator("grace")
-    @classmethod
-    def _not_negative(cls, v: timedelta) -> timedelta:
-        if v < timedelta(0):
-            raise ValueError("must not be negative")
         return v
 
     @model_validator(mode="after")
