@@ -45,6 +45,7 @@ from agent.detect.keys import (
     text_of,
     unknown_field,
 )
+from agent.detect.prefilter import required_literals
 from agent.parse.regex_lines import TOO_SLOW, search
 from agent.types import Event, Finding, Window
 
@@ -126,6 +127,7 @@ class PatternRule(Detector):
         self.group_by = tuple(config.group_by)
         self.max_keys = config.max_keys
         self._regex = regex.compile(config.match)
+        self._literals = required_literals(config.match)
         groups = self._regex.groupindex
         # per key part: the regex group it comes from, or None for an event field
         self._parts = tuple(g if g in groups else None for g in self.group_by)
@@ -148,6 +150,8 @@ class PatternRule(Detector):
         if value is None:
             return NO_FINDINGS
         text = value if isinstance(value, str) else str(value)
+        if self._literals is not None and not self._literals.may_match(text):
+            return NO_FINDINGS
         found = search(self._regex, text)
         if found is None:
             return NO_FINDINGS
