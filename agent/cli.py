@@ -58,8 +58,10 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from agent.daemon import Daemon
+    from agent.pipeline import tune_gc
     from agent.store.guard import StateLocked, StateUnwritable
 
+    tune_gc()
     try:
         daemon = Daemon(args.config, signals=True)
     except StateLocked as exc:
@@ -91,6 +93,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from agent.alerts import REPEAT
     from agent.notify.console import print_transition
     from agent.notify.render import jsonl_record
+    from agent.pipeline import tune_gc
     from agent.replay import (
         NoSourceForFile,
         UnreadableFile,
@@ -133,6 +136,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         else:
             write(tr)
 
+    tune_gc(freeze=True)
     try:
         result = replay(loaded, rules, pairs, show, progress=bar)
     except UnreadableFile as exc:

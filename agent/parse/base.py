@@ -24,12 +24,25 @@ FAILURE_TEXT_CHARS = 2000
 class _Step(NamedTuple):
     """How one canonical field is read, decided at build time."""
 
-    canonical: str
+    slot: int  # the field's place among READABLE_FIELDS[1:] (its place in Event, less 2)
     key: str  # the log's key or group name
     path: tuple[str, ...] | None  # the key split at dots, when it has any
     words: Mapping[str, str] | None  # value words exactly as configured
     folded: Mapping[str, str] | None  # the same, case-folded, for a second try
     convert: Callable[[Any], Any]
+    memo: dict[Any, Any] | None  # raw text or integer -> what it converts to (or _BAD)
+
+
+# Fields whose values repeat (a handful of statuses, events, codes, hosts, latencies in whole
+# milliseconds): each distinct raw value is converted once and looked up after. Invoice numbers,
+# amounts and messages rarely repeat: a memo would only cost them.
+_MEMO_FIELDS = frozenset({"event", "issue_date", "taxpayer_id", "status", "latency_ms",
+                          "error_code", "level", "host"})
+_MEMO_SIZE = 4096  # distinct values kept per field; beyond, the memo starts over
+_FIELDS = len(READABLE_FIELDS) - 1  # the canonical fields a record may fill, ts aside
+_BAD: Any = object()  # a value its field's conversion refused: it goes to `extra`, as written
+_MISS: Any = object()
+_new_event = tuple.__new__
 
 
 _OTHER: Any = object()  # marks a record key no field reads: it goes to `extra`
@@ -68,12 +81,13 @@ class Parser:
         # for all eleven fields; None marks keys that are consumed but read elsewhere.
         by_key: dict[str, _Step | None] = {self._ts_key: None}
         lookups: list[_Step] = []  # dotted paths, and keys read into two fields
-        for canonical in READABLE_FIELDS[1:]:
+        for slot, canonical in enumerate(READABLE_FIELDS[1:]):
             key = spec.fields.get(canonical, canonical)
             # YAML turns some words into booleans or numbers (yes, 0): compare their text.
             words = {word(k): v for k, v in spec.values.get(canonical, {}).items()} or None
             folded = {k.casefold(): v for k, v in words.items()} if words else None
-            step = _Step(canonical, key, self._path(key), words, folded, CONVERTERS[canonical])
+            step = _Step(slot, key, self._path(key), words, folded, CONVERTERS[canonical],
+                         {} if canonical in _MEMO_FIELDS else None)
             if step.path is None and key not in by_key:
                 by_key[key] = step
             else:
@@ -136,7 +150,7 @@ class Parser:
         except TimestampError as exc:
             return self._failure(raw, str(exc))
 
-        found: dict[str, Any] = {}
+        found: list[Any] = [None] * _FIELDS
         extra: dict[str, Any] = {}
         by_key = self._by_key
         for key, value in record.items():
@@ -148,52 +162,56 @@ class Parser:
             if step is _OTHER:
                 extra[key] = value if type(value) is str else plain(value)
                 continue
-            canonical, _, _, words, folded, convert = step
-            if words is not None:
-                value = _map_word(value, words, folded)
-            try:
-                value = convert(value)
-            except (ValueError, ArithmeticError):
+            memo = step.memo
+            if memo is not None and (type(value) is str or type(value) is int):
+                got = memo.get(value, _MISS)
+                if got is _MISS:
+                    got = _convert(step, value)
+                    if len(memo) >= _MEMO_SIZE:
+                        memo.clear()
+                    memo[value] = got
+            else:
+                got = _convert(step, value)
+            if got is _BAD:
                 # Keep what the log said where operators can see it; the line is still useful.
                 extra[key] = plain(value)
-                continue
-            if value is not None:
-                found[canonical] = value
+            elif got is not None:
+                found[step.slot] = got
         if self._lookups:
             self._look_up(record, found, extra)
-        if self._event is not None and "event" not in found:
-            found["event"] = self._event
+        if found[0] is None:
+            found[0] = self._event
         if raw.truncated:
             extra["truncated"] = True
         if raw.replaced:
             extra["replaced"] = True
-        return Event(
-            ts=ts, source=self._name, extra=extra, path=raw.path, line_no=raw.line_no, **found
-        )
+        return _new_event(Event, (ts, self._name, *found, extra, raw.path, raw.line_no))
 
-    def _look_up(
-        self, record: Mapping[str, Any], found: dict[str, Any], extra: dict[str, Any]
-    ) -> None:
-        """Fields the single pass cannot see: dotted paths and keys shared by two fields.
-
-        The map-and-convert steps repeat those inlined in `_build` on purpose: that loop runs
-        for every field of every line, and a call per field costs ~5% of replay throughput.
-        """
-        for canonical, key, path, words, folded, convert in self._lookups:
-            value = record.get(key)
-            if value is None and path is not None:
-                value = _walk(record, path)
+    def _look_up(self, record: Mapping[str, Any], found: list[Any],
+                 extra: dict[str, Any]) -> None:
+        """Fields the single pass cannot see: dotted paths and keys shared by two fields."""
+        for step in self._lookups:
+            value = record.get(step.key)
+            if value is None and step.path is not None:
+                value = _walk(record, step.path)
             if value is None:
                 continue
-            if words is not None:
-                value = _map_word(value, words, folded)
-            try:
-                value = convert(value)
-            except (ValueError, ArithmeticError):
-                extra[key] = plain(value)
-                continue
-            if value is not None:
-                found[canonical] = value
+            got = _convert(step, value)
+            if got is _BAD:
+                extra[step.key] = plain(value)
+            elif got is not None:
+                found[step.slot] = got
+
+
+def _convert(step: _Step, value: Any) -> Any:
+    """A raw value as its field holds it: mapped by the value words, then converted; None for
+    none, _BAD when the conversion refuses it."""
+    if step.words is not None:
+        value = _map_word(value, step.words, step.folded)
+    try:
+        return step.convert(value)
+    except (ValueError, ArithmeticError):
+        return _BAD
 
 
 def _map_word(value: Any, words: Mapping[str, str], folded: Mapping[str, str] | None) -> Any:

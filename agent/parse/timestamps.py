@@ -25,7 +25,7 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-__all__ = ["TimestampError", "TimestampReader", "load_zone"]
+__all__ = ["Stamp", "TimestampError", "TimestampReader", "load_zone"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MONTHS = {
@@ -53,6 +53,30 @@ _CACHE_SIZE = 4096
 _SHOWN = 64
 # The epoch unit is decided by magnitude: seconds now have 10 digits, milliseconds 13, ...
 _EPOCH_UNITS = ((1e11, 1), (1e14, 1_000), (1e17, 1_000_000), (float("inf"), 1_000_000_000))
+
+
+class Stamp(datetime):
+    """A datetime that knows its POSIX time: what a reader returns. Windows, rules and the
+    ledger ask each event's `timestamp()` several times; computing it from an aware datetime
+    goes through the zone (~0.4 us), reading it back is a tenth of that. Arithmetic and
+    `replace()` give Stamps without the field; they compute it as any datetime does."""
+
+    __slots__ = ("_epoch",)
+    _epoch: float
+
+    def timestamp(self) -> float:
+        try:
+            return self._epoch
+        except AttributeError:
+            return datetime.timestamp(self)
+
+
+def stamp(ts: datetime) -> Stamp:
+    """`ts` as a Stamp (same instant, zone and fold)."""
+    out = Stamp(ts.year, ts.month, ts.day, ts.hour, ts.minute, ts.second, ts.microsecond,
+                ts.tzinfo, fold=ts.fold)
+    out._epoch = datetime.timestamp(ts)
+    return out
 
 
 class TimestampError(ValueError):
@@ -122,7 +146,10 @@ class TimestampReader:
         if fmt is not None:
             _check_format(fmt)
         self._fmt_has_year = fmt is None or any(d in fmt for d in ("%Y", "%y", "%G", "%s"))
-        self._cache: dict[Any, datetime] = {}
+        self._cache: dict[Any, Stamp] = {}
+        # "2026-11-02 09:00" -> its first second and POSIX time, for minutes without a clock
+        # change: any second of such a minute is made without parsing (see _in_minute)
+        self._minutes: dict[str, tuple[Stamp, float] | None] = {}
         self._now = _EPOCH
         self._limit = _EPOCH
         self._refreshed_at = 0.0
@@ -137,8 +164,9 @@ class TimestampReader:
         self._refreshed_at = time.monotonic()
         # Year-less results depend on the clock; the rest are cheap to recompute.
         self._cache.clear()
+        self._minutes.clear()
 
-    def read(self, value: Any) -> datetime:
+    def read(self, value: Any) -> Stamp:
         """Convert ``value`` (string or number) to an aware datetime, or raise TimestampError."""
         cache = self._cache
         try:
@@ -146,7 +174,9 @@ class TimestampReader:
         except TypeError:  # unhashable (a JSON object or list)
             raise TimestampError(f"unreadable timestamp {_shown(value)!r}") from None
         if ts is None:
-            ts = self._convert(value)
+            ts = self._in_minute(value) if type(value) is str and len(value) == 19 else None
+            if ts is None:
+                ts = stamp(self._convert(value))
             if len(cache) >= _CACHE_SIZE:
                 cache.clear()
             cache[value] = ts
@@ -159,6 +189,43 @@ class TimestampReader:
                     f"(more than {_span(self.max_future)} after {now})"
                 )
         return ts
+
+    def _in_minute(self, text: str) -> Stamp | None:
+        """`YYYY-MM-DD HH:MM:SS` (or with a T) from its minute's first second, read once: the
+        same datetime and POSIX time as parsing `text` whole, about five times cheaper. A
+        minute holding a change of UTC offset is always parsed whole."""
+        if self.fmt is not None or text[16] != ":" or text[13] != ":" or text[10] not in " T":
+            return None
+        seconds = text[17:]
+        if not (seconds.isdigit() and seconds.isascii()) or seconds >= "60":
+            return None
+        head = text[:16]
+        try:
+            minute = self._minutes[head]
+        except KeyError:
+            minute = self._minute(head)
+            if len(self._minutes) >= _CACHE_SIZE:
+                self._minutes.clear()
+            self._minutes[head] = minute
+        if minute is None:
+            return None
+        first, epoch = minute
+        second = int(seconds)
+        out = first.replace(second=second)
+        out._epoch = epoch + second
+        return out
+
+    def _minute(self, head: str) -> tuple[Stamp, float] | None:
+        try:
+            first = stamp(self._convert(head + ":00"))
+            last = stamp(self._convert(head + ":59"))
+        except TimestampError:
+            return None
+        epoch = first.timestamp()
+        if last.timestamp() - epoch != 59 or last.replace(second=0) != first \
+                or first.tzinfo is not last.tzinfo or first.fold or last.fold:
+            return None
+        return first, epoch
 
     def _convert(self, value: Any) -> datetime:
         kind = type(value)
