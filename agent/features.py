@@ -288,6 +288,9 @@ class Windows:
         self.last_start = 0.0
         self.last_acc: _Acc | None = None
         self._so_far: tuple[Event, Window] | None = None  # so_far of the last event, once
+        # per source, the open window its last event went into: (start, end, counts); most
+        # events fall in the same window as the one before. Dropped whenever windows close.
+        self._current: dict[str, tuple[float, float, _Acc]] = {}
 
     def _floor(self, t: float) -> float:
         return t - (t % self._len_s)
@@ -295,18 +298,23 @@ class Windows:
     def add(self, ev: Event) -> bool:
         """Count one event; False if its window had already closed (late)."""
         t = ev.ts.timestamp()
-        start = self._floor(t)
-        nxt = self._next.get(ev.source)
-        if nxt is None:
-            if ev.source not in self._open:
+        current = self._current.get(ev.source)
+        if current is not None and current[0] <= t < current[1]:
+            start, _, acc = current
+        else:
+            start = self._floor(t)
+            nxt = self._next.get(ev.source)
+            if nxt is None:
+                if ev.source not in self._open:
+                    return False
+                self._next[ev.source] = start
+            elif start < nxt:
                 return False
-            self._next[ev.source] = start
-        elif start < nxt:
-            return False
-        wins = self._open[ev.source]
-        acc = wins.get(start)
-        if acc is None:
-            acc = wins[start] = _Acc()
+            wins = self._open[ev.source]
+            acc = wins.get(start)
+            if acc is None:
+                acc = wins[start] = _Acc()
+            self._current[ev.source] = (start, start + self._len_s, acc)
         acc.add(ev)
         self.last_start, self.last_acc, self._so_far = start, acc, None
         return True
@@ -340,6 +348,7 @@ class Windows:
         """Close every window whose end + lateness <= now, in time order per source."""
         limit = now.timestamp() - self.lateness.total_seconds()
         out: list[Window] = []
+        self._current.clear()
         tz = now.tzinfo
         for s in self.sources:
             nxt = self._next[s]
@@ -371,6 +380,7 @@ class Windows:
         }
 
     def restore(self, state: dict[str, Any]) -> None:
+        self._current.clear()
         for s in self.sources:
             if s in state.get("next", {}):
                 self._next[s] = state["next"][s]
