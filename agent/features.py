@@ -311,9 +311,8 @@ class Windows:
             elif start < nxt:
                 return False
             wins = self._open[ev.source]
-            acc = wins.get(start)
-            if acc is None:
-                acc = wins[start] = _Acc()
+            found = wins.get(start)
+            acc = wins[start] = _Acc() if found is None else found
             self._current[ev.source] = (start, start + self._len_s, acc)
         acc.add(ev)
         self.last_start, self.last_acc, self._so_far = start, acc, None
