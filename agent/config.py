@@ -30,6 +30,7 @@ from pydantic import (
 
 from agent.configsections import HttpConfig, JournaldOptions, NotifyConfig
 from agent.configtypes import (
+    CommitInterval,
     Duration,
     NonNegativeDuration,
     PositiveDuration,
@@ -137,7 +138,15 @@ class AgentConfig(_Model):
         timedelta(hours=1),
         description="Lines stamped further ahead of the host clock are refused as unparsed "
                     "(a wrong time zone or clock), so they cannot move time forward")
-    batch_lines: int = Field(20000, ge=1, description="Lines per checkpointed batch")
+    batch_lines: int = Field(20000, ge=1, description="Lines read per step of the loop")
+    commit_interval: CommitInterval = Field(
+        timedelta(milliseconds=200),
+        description="The daemon commits what it read at most this often (alert changes and "
+                    "notifications at once); a crash reads the lines since the last commit "
+                    "again")
+    commit_lines: int = Field(20000, ge=1, le=1_000_000, strict=True,
+                              description="...or as soon as this many lines were read since "
+                                          "the last commit (a backlog catching up)")
     sources: list[SourceConfig] = Field(default_factory=list)
     rules: list[str] = Field(default_factory=lambda: ["rules/*.yaml"])
     notify: NotifyConfig = Field(default_factory=lambda: NotifyConfig.model_validate({}))

@@ -55,6 +55,17 @@ PositiveDuration = Annotated[Duration, AfterValidator(_positive)]
 NonNegativeDuration = Annotated[Duration, AfterValidator(_not_negative)]
 
 
+def _commit_interval(v: timedelta) -> timedelta:
+    if v > MAX_COMMIT_INTERVAL:
+        raise ValueError("must be at most 1m: a crash reads again every line read since the "
+                         "last commit")
+    return v
+
+
+MAX_COMMIT_INTERVAL = timedelta(minutes=1)
+CommitInterval = Annotated[PositiveDuration, AfterValidator(_commit_interval)]
+
+
 def mask_credentials(text: str) -> str:
     """`mailto://user:pass@host` -> `mailto://****:****@host`, wherever it occurs in `text`."""
     return _CREDENTIALS.sub(

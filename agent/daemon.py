@@ -1,11 +1,14 @@
 """The daemon: runs the loop. Everything it runs is built by agent.wiring.
 
 One loop, one thread writing SQLite: poll files (woken by inotify, polled every second as a
-fallback), push their events through the engine in event time, advance the clock, commit the
-batch with its offsets, let the dispatcher hand due notifications to the delivery worker.
-SIGTERM finishes the batch, checkpoints and exits 0. An edited config or rules file (seen within
-a few seconds, agent/configwatch.py) or SIGHUP reloads config and rules; an invalid edit is
-refused with its problems logged and one notification, and the running rules go on.
+fallback), push their events through the engine in event time, advance the clock, let the
+dispatcher hand due notifications to the delivery worker. Batches are committed in groups
+(agent/store/group.py): every `commit_interval` or `commit_lines` lines, and at once when an
+alert changes or a message waits for the outbox; one transaction holds the lines read since the
+last commit with everything they caused. SIGTERM finishes the batch, commits and exits 0.
+An edited config or rules file (seen within a few seconds, agent/configwatch.py) or SIGHUP
+reloads config and rules; an invalid edit is refused with its problems logged and one
+notification, and the running rules go on.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from agent.notify.sender import AppriseSender
 from agent.observe import Observer
 from agent.sources.watch import Waker
 from agent.store import DB_NAME, Batch, OutboxMessage
+from agent.store.group import CommitGroup
 from agent.store.guard import StateLock, open_state, state_unwritable
 from agent.training.retrain import Retrainer
 from agent.types import Event, Transition
@@ -71,6 +75,7 @@ class Daemon:
         self.counts = Counts()
         self.dispatcher: Dispatcher | None = None
         self.observer = Observer(self.started)  # /healthz, /metrics, /status (config `http:`)
+        self.group = CommitGroup(0.0, 1)  # set from the config by _build
         self._build()
         if state_notes:
             self._tell("state", state_notes)
@@ -93,6 +98,8 @@ class Daemon:
                                          renderer=wiring.build_renderer(loaded, self.rules))
             self.dispatcher.start()
         self._positions_unsaved = True  # e.g. start_at: end positions, before any line
+        self.group.interval = loaded.config.commit_interval.total_seconds()
+        self.group.max_lines = loaded.config.commit_lines
         self.observer.configure(loaded.config.http)
         self._build_model()
         self.waker_dirs = self._watch_dirs()
@@ -179,9 +186,9 @@ class Daemon:
                 try:
                     backlog = self.step()
                 except BaseException:
-                    # the batch under way was not committed: its lines are read again at the
-                    # next start. Committing the engine's half-processed state at shutdown
-                    # would skip them and lose what they should have raised.
+                    # the lines read since the last commit were not committed: they are read
+                    # again at the next start. Committing the engine's half-processed state at
+                    # shutdown would skip them and lose what they should have raised.
                     self._uncommitted = True
                     raise
                 if self._reload or self.config_watch.changed():
@@ -195,7 +202,8 @@ class Daemon:
                 self._refresh_waker()
                 self._tend_model()
                 if not backlog and not self._stop:
-                    self.waker.wait(self.loaded.config.poll_interval.total_seconds())
+                    self.waker.wait(self.group.wait(
+                        self._engine_pending(), self.loaded.config.poll_interval.total_seconds()))
         except sqlite3.OperationalError as exc:
             self._uncommitted = True
             self._stop_reason = "the state cannot be written"
@@ -209,16 +217,19 @@ class Daemon:
         return code
 
     def step(self, now: datetime | None = None) -> bool:
-        """One batch: read, decide, commit, deliver. True if files still hold unread lines."""
+        """One batch: read, decide, commit when due, deliver. True if files still hold unread
+        lines."""
         per_source = max(1, self.loaded.config.batch_lines // max(1, len(self.sources)))
         if self.store.silences.changed():  # `invoice-agent silence` wrote: honoured at once
             self.engine.set_silences(self.store.silences.all())
+            self.group.urge("silences")
         streams: list[list[tuple[datetime, Event]]] = []
         limit: datetime | None = None  # catching up: time moves as far as the slowest source
-        backlog = read = False
+        backlog = False
+        read = 0
         for fs in self.sources:
             got = fs.poll(per_source)
-            read = read or bool(got)
+            read += len(got)
             for name, n in fs.take_counts().items():
                 self.counts.add(fs.name, name, n)
             events = list(self.engine.events(got))
@@ -238,7 +249,13 @@ class Daemon:
         else:
             self.engine.advance(now or datetime.now(self.zone))
         transitions = self.engine.take()
-        self._commit(transitions, read)
+        self._gather(transitions, read)
+        if self._positions_unsaved:
+            self.group.urge("positions")
+        why = self.group.due(self._engine_pending())
+        if why is not None:
+            log.debug("commit (%s): %d lines", why, self.group.lines)
+            self._commit()
         self.observer.behind(backlog)
         self.observer.publish(config=str(self.config_path), rules=len(self.rules),
                               reload_error=self.reload_error, engine=self.engine,
@@ -252,20 +269,34 @@ class Daemon:
             self.dispatcher.pump()
         return backlog
 
-    def _commit(self, transitions: list[Transition], read: bool = True) -> None:
-        """One transaction: the batch's offsets, counts, windows, alerts, ledger changes, the
-        engine's state and the messages its groups flushed (the state counts them as sent:
-        they must reach the outbox in the same commit)."""
-        drained = self.engine.drain()
+    def _gather(self, transitions: list[Transition], read: int) -> None:
+        """A batch's counts, transitions and notices join the group waiting for its commit
+        (the counts reach /metrics at once)."""
         notices = self.engine.take_notices()
         for m in self.engine.take_muted():
             log.info("not notified: %s %s (%s by %s)", m.rule, m.state, m.why, m.by)
         counters = self.counts.drain()
         self.observer.counted(counters)
-        batch = Batch(counters=counters, samples=drained.failures,
-                      windows=drained.windows, alerts=drained.alerts, transitions=transitions,
-                      ledger=drained.ledger)
-        if batch.empty() and not notices and not read and not self._positions_unsaved:
+        self.group.add(counters, read, transitions, notices)
+
+    def _engine_pending(self) -> bool:
+        """The engine holds closed windows, alert states or samples not committed yet."""
+        e = self.engine
+        return bool(e.closed or e.changed or e.failures)
+
+    def _commit(self) -> None:
+        """One transaction: the group's offsets, counts, windows, alerts, ledger changes, the
+        engine's state and the messages its groups flushed (the state counts them as sent:
+        they must reach the outbox in the same commit)."""
+        self._gather([], 0)
+        group = self.group
+        drained = self.engine.drain()
+        notices = group.notices
+        batch = Batch(counters=group.counters, samples=drained.failures,
+                      windows=drained.windows, alerts=drained.alerts,
+                      transitions=group.transitions, ledger=drained.ledger)
+        if batch.empty() and not notices and not group.lines and not self._positions_unsaved:
+            group.committed()
             return
         self._positions_unsaved = False
         batch.offsets = {fs.name: [wiring.to_offset(fs.name, c) for c in fs.checkpoints()]
@@ -277,6 +308,7 @@ class Daemon:
         if self.dispatcher is not None:
             batch.outbox = self.dispatcher.messages(notices)
         self.store.commit(batch)
+        group.committed()
         if drained.windows:
             end, cfg = drained.windows[-1].end, self.loaded.config
             self.store.prune(end - cfg.retention,
@@ -294,7 +326,7 @@ class Daemon:
         except Exception as exc:  # a config the checks did not foresee must not stop the agent
             self._refuse([f"{type(exc).__name__}: {exc}"])
             return False
-        self._commit([])
+        self._commit()
         self._teardown_sources()
         old = self.loaded, self.rules
         self.loaded, self.rules = loaded, rules
@@ -355,7 +387,7 @@ class Daemon:
     def shutdown(self) -> None:
         try:
             if not self._uncommitted:
-                self._commit([])
+                self._commit()
             self._mark_running(stopped=datetime.now().astimezone().isoformat(timespec="seconds"))
         except sqlite3.OperationalError as exc:
             # a stop while the state folder is full: the last batch is read again at the next

@@ -43,6 +43,8 @@ __all__ = ["DB_NAME", "Batch", "FileOffset", "InvoiceRow", "LedgerChanges", "Led
            "OutboxMessage", "OutboxRow", "Store", "WaitRow", "utc_now"]
 
 DB_NAME = "agent.db"  # inside state_dir
+# one encoder, made once (json.dumps with options builds one per call)
+_ENCODE = json.JSONEncoder(ensure_ascii=False).encode
 
 
 def utc_now() -> str:
@@ -77,26 +79,55 @@ class Store:
         self.outbox = Outbox(self.db)
         self.invoices = Invoices(self.db)
         self.silences = Silences(self.db)
+        # engine state key -> its JSON as last committed: an unchanged part is not rewritten
+        self._state_written: dict[str, str] = {}
 
     def close(self) -> None:
         self.db.close()
 
     def commit(self, batch: Batch) -> None:
-        """Write one batch atomically: its effects and the offsets that produced them."""
+        """Write one batch atomically: its effects and the offsets that produced them. Rows
+        that did not change since the last commit (a file's offset, a part of the engine's
+        state) are not written again."""
         now = utc_now()
-        with self.db.atomic():
-            self.offsets.write(batch.offsets, now)
-            self.counters.add(batch.counters)
-            self.counters.keep_samples(batch.samples, now)
-            self.windows.write(batch.windows)
-            if batch.engine_state:
-                table(self.db, "engine_state").upsert_all(
-                    [{"key": k, "value": json.dumps(v, ensure_ascii=False)}
-                     for k, v in batch.engine_state.items()], pk="key")
-            self.alerts.write(batch.alerts, batch.transitions, now)
-            self.outbox.add(batch.outbox, now)
-            if batch.ledger is not None:
-                self.invoices.write(batch.ledger)
+        staged: dict[str, str] = {}
+        try:
+            with self.db.atomic():
+                if batch.offsets:
+                    self.offsets.write(batch.offsets, now)
+                if batch.counters:
+                    self.counters.add(batch.counters)
+                if batch.samples:
+                    self.counters.keep_samples(batch.samples, now)
+                if batch.windows:
+                    self.windows.write(batch.windows)
+                if batch.engine_state:
+                    staged = self._write_state(batch.engine_state)
+                if batch.alerts or batch.transitions:
+                    self.alerts.write(batch.alerts, batch.transitions, now)
+                if batch.outbox:
+                    self.outbox.add(batch.outbox, now)
+                if batch.ledger is not None:
+                    self.invoices.write(batch.ledger)
+        except BaseException:
+            self.offsets.rolled_back()
+            self._state_written.clear()
+            raise
+        self.offsets.committed()
+        self._state_written.update(staged)
+
+    def _write_state(self, state: dict[str, Any]) -> dict[str, str]:
+        """The engine state's keys whose JSON differs from what was last committed."""
+        rows = {}
+        for key, value in state.items():
+            text = _ENCODE(value)
+            if self._state_written.get(key) != text:
+                rows[key] = text
+        if rows:
+            self.db.conn.executemany(
+                "INSERT INTO engine_state(key, value) VALUES (?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value", list(rows.items()))
+        return rows
 
     def engine_state(self) -> dict[str, Any]:
         return {r["key"]: json.loads(r["value"]) for r in table(self.db, "engine_state").rows}

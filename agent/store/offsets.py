@@ -15,19 +15,45 @@ SAMPLE_TEXT_MAX = 2000
 
 
 class Offsets:
-    """Where each source's files stand; committed with the effects of the lines before them."""
+    """Where each source's files stand; committed with the effects of the lines before them.
+
+    Only rows that changed are written: a file whose position did not move since the last
+    commit keeps its row (and its `updated` time: when it last moved), and the rows of a
+    source's files are deleted only when the set of its files changed. What was written is
+    remembered once its transaction commits (`committed`); after a rollback everything is
+    written again."""
 
     def __init__(self, db: Database):
         self.db = db
+        # source -> file_id -> the row as last committed (without `updated`)
+        self._written: dict[str, dict[str, tuple[object, ...]]] = {}
+        self._staged: dict[str, dict[str, tuple[object, ...]]] = {}
 
     def write(self, per_source: Mapping[str, list[FileOffset]], now: str) -> None:
+        conn = self.db.conn
         for source, offsets in per_source.items():
-            keep = [o.file_id for o in offsets]
-            self.db.execute(f"DELETE FROM file_offsets WHERE source = ? AND file_id NOT IN "
-                            f"({','.join('?' * len(keep))})", [source, *keep])
-            if offsets:
-                table(self.db, "file_offsets").upsert_all(
-                    [_row(o, now) for o in offsets], pk="file_id")
+            rows: dict[str, tuple[object, ...]] = {
+                o.file_id: (o.file_id, source, o.path, o.offset, o.line_no, o.fingerprint,
+                            o.head) for o in offsets}
+            before = self._written.get(source)
+            if before is None or before.keys() != rows.keys():
+                keep = list(rows)
+                conn.execute(f"DELETE FROM file_offsets WHERE source = ? AND file_id NOT IN "
+                             f"({','.join('?' * len(keep))})", [source, *keep])
+                before = {}
+            changed = [(*row, now) for fid, row in rows.items() if before.get(fid) != row]
+            if changed:
+                conn.executemany(_UPSERT, changed)
+            self._staged[source] = rows
+
+    def committed(self) -> None:
+        """The transaction holding the last `write` committed."""
+        self._written.update(self._staged)
+        self._staged = {}
+
+    def rolled_back(self) -> None:
+        """It did not: write every row again next time."""
+        self._written, self._staged = {}, {}
 
     def of(self, source: str) -> list[FileOffset]:
         return [FileOffset(**r) for r in
@@ -43,10 +69,11 @@ class Offsets:
                                [source]).fetchone() is not None
 
 
-def _row(o: FileOffset, now: str) -> dict[str, object]:
-    return {"file_id": o.file_id, "source": o.source, "path": o.path, "offset": o.offset,
-            "line_no": o.line_no, "fingerprint": o.fingerprint, "head": o.head,
-            "updated": now}
+_UPSERT = ("INSERT INTO file_offsets(file_id, source, path, offset, line_no, fingerprint, "
+           "head, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(file_id) DO UPDATE SET "
+           "source = excluded.source, path = excluded.path, offset = excluded.offset, "
+           "line_no = excluded.line_no, fingerprint = excluded.fingerprint, "
+           "head = excluded.head, updated = excluded.updated")
 
 
 class Counters:

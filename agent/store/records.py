@@ -19,7 +19,7 @@ class FileOffset:
     line_no: int
     fingerprint: str
     head: str
-    updated: str = ""  # when it was last written (UTC, ISO); set by the store
+    updated: str = ""  # when its position last changed (UTC, ISO); set by the store
 
 
 @dataclass(frozen=True, slots=True)
