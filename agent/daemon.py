@@ -29,6 +29,7 @@ from agent import systemd, wiring
 from agent.configwatch import ConfigWatch
 from agent.counting import Counts
 from agent.detect.model import ModelDetector
+from agent.eventclock import EventClock, boot_clock
 from agent.notify.console import print_transition
 from agent.notify.outbox import Dispatcher
 from agent.notify.render import truncate_utf8
@@ -76,6 +77,7 @@ class Daemon:
         self.dispatcher: Dispatcher | None = None
         self.observer = Observer(self.started)  # /healthz, /metrics, /status (config `http:`)
         self.group = CommitGroup(0.0, 1)  # set from the config by _build
+        self.clock = EventClock()  # the wall clock, trusted as far as the boot clock agrees
         self._build()
         if state_notes:
             self._tell("state", state_notes)
@@ -216,9 +218,10 @@ class Daemon:
             log.info("stopped (%s)", getattr(self, "_stop_reason", "asked to stop"))
         return code
 
-    def step(self, now: datetime | None = None) -> bool:
+    def step(self, now: datetime | None = None, boot: float | None = None) -> bool:
         """One batch: read, decide, commit when due, deliver. True if files still hold unread
-        lines."""
+        lines. `now` and `boot` stand for the wall and the boot clock (tests): a `now` given
+        alone is followed as it is."""
         per_source = max(1, self.loaded.config.batch_lines // max(1, len(self.sources)))
         if self.store.silences.changed():  # `invoice-agent silence` wrote: honoured at once
             self.engine.set_silences(self.store.silences.all())
@@ -247,7 +250,7 @@ class Daemon:
             if limit is not None:
                 self.engine.advance(limit)
         else:
-            self.engine.advance(now or datetime.now(self.zone))
+            self.engine.advance(self._quiet_time(now, boot))
         transitions = self.engine.take()
         self._gather(transitions, read)
         if self._positions_unsaved:
@@ -268,6 +271,16 @@ class Daemon:
         else:
             self.dispatcher.pump()
         return backlog
+
+    def _quiet_time(self, now: datetime | None, boot: float | None) -> datetime:
+        """How far time moves with no line to move it: the wall clock, not followed when it
+        leaps ahead of the time really elapsed (agent/eventclock.py)."""
+        if now is not None and boot is None:
+            return now
+        marks = self.engine.watermarks.values()
+        return self.clock(now or datetime.now(self.zone),
+                          boot if boot is not None else boot_clock(),
+                          max(marks) if marks else None)
 
     def _gather(self, transitions: list[Transition], read: int) -> None:
         """A batch's counts, transitions and notices join the group waiting for its commit
