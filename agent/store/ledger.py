@@ -41,21 +41,29 @@ class Invoices:
         self._keys: bytearray | None = None
 
     # -- the running ledger ----------------------------------------------------------------
-    def get(self, key: str) -> InvoiceRow | None:
+    def _stored(self, key: str) -> bool:
+        """False if no invoice or wait of `key` was ever written (the Bloom filter of their
+        keys, made at the first call); True if one may have been."""
         keys = self._keys
         if keys is None:
             keys = self._keys = bytearray(_BLOOM_BYTES)
-            for (k,) in self.db.conn.execute("SELECT key FROM ledger_invoices"):
+            for (k,) in self.db.conn.execute("SELECT key FROM ledger_invoices UNION "
+                                             "SELECT key FROM ledger_waits"):
                 _add(keys, k)
         h = hash(key)
         a, b = h & _BLOOM_MASK, (h >> 32) & _BLOOM_MASK
-        if not (keys[a >> 3] >> (a & 7)) & 1 or not (keys[b >> 3] >> (b & 7)) & 1:
+        return bool((keys[a >> 3] >> (a & 7)) & 1 and (keys[b >> 3] >> (b & 7)) & 1)
+
+    def get(self, key: str) -> InvoiceRow | None:
+        if not self._stored(key):
             return None  # never written
         # the connection's own execute (its statement cache), not the wrapper's: once per event
         row = self.db.conn.execute(_GET, (key,)).fetchone()
         return InvoiceRow(*row) if row else None
 
     def wait(self, rule: str, key: str) -> WaitRow | None:
+        if not self._stored(key):
+            return None
         row = self.db.conn.execute(_GET_WAIT, (rule, key)).fetchone()
         return _wait(row) if row else None
 
@@ -102,6 +110,8 @@ class Invoices:
         if keys is not None:
             for r in changes.invoices:
                 _add(keys, r.key)
+            for w in changes.waits:
+                _add(keys, w.key)
         if changes.invoices:
             conn.executemany(
                 "INSERT INTO ledger_invoices(key, first_ts, last_ts, start_ts, final_ts, data) "
