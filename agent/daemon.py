@@ -263,7 +263,8 @@ class Daemon:
         self.observer.publish(config=str(self.config_path), rules=len(self.rules),
                               reload_error=self.reload_error, engine=self.engine,
                               store=self.store, dispatcher=self.dispatcher, model=self.model,
-                              now=self.engine.now or datetime.now(self.zone))
+                              now=self.engine.now or datetime.now(self.zone),
+                              clock_jumps=self.clock.jumps)
         if self.dispatcher is None:
             for tr in transitions:
                 print_transition(tr, self.loaded.config.notify.language, self.out)

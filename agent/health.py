@@ -48,6 +48,7 @@ class Snapshot:
     threads: dict[str, bool] = field(default_factory=dict)  # worker -> alive
     silences: int = 0
     muted: int = 0
+    clock_jumps: int = 0  # wall-clock leaps ahead not followed (agent/eventclock.py)
 
 
 class Health:
@@ -115,6 +116,9 @@ class _Collector(Collector):
         yield lag
         yield CounterMetricFamily("invoice_agent_windows_evaluated",
                                   "Closed windows shown to the rules", value=s.windows)
+        yield CounterMetricFamily("invoice_agent_clock_jumps",
+                                  "Wall-clock leaps ahead of the elapsed time, not followed",
+                                  value=s.clock_jumps)
         yield CounterMetricFamily("invoice_agent_rule_evaluation_seconds",
                                   "Time spent evaluating rules and the model",
                                   value=s.rule_seconds)

@@ -67,7 +67,7 @@ class Observer:
 
     def publish(self, *, config: str, rules: int, reload_error: str | None, engine: "Engine",
                 store: "Store", dispatcher: "Dispatcher | None",
-                model: "ModelDetector | None", now: datetime) -> None:
+                model: "ModelDetector | None", now: datetime, clock_jumps: int = 0) -> None:
         if self.health is None:
             return
         wall = time.time()
@@ -96,7 +96,7 @@ class Observer:
             ledger=self._slow.get("ledger"),
             model_score=model.last_score if model is not None else None,
             threads=threads, silences=self._slow.get("silences", 0),
-            muted=self._slow.get("muted", 0)))
+            muted=self._slow.get("muted", 0), clock_jumps=clock_jumps))
 
     def stop(self) -> None:
         if self.server is not None:

@@ -45,7 +45,7 @@ def busy_snapshot(**over) -> Snapshot:
         alerts={"firing": 2, "pending": 1}, outbox={"pending": 1, "sent": 7},
         deliveries={("wecom", "ok"): 7, ("email", "failed"): 1},
         ledger={"invoices": 100, "open": 5, "overdue": 2}, model_score=0.6,
-        threads={"delivery": True, "http": True})
+        threads={"delivery": True, "http": True}, clock_jumps=1)
     for k, v in over.items():
         setattr(snap, k, v)
     return snap
@@ -83,6 +83,7 @@ def test_metrics_in_prometheus_text_format(server):
     assert "invoice_agent_ledger_overdue_invoices 2.0" in text
     assert "invoice_agent_model_score 0.6" in text
     assert "invoice_agent_healthy 1.0" in text
+    assert "invoice_agent_clock_jumps_total 1.0" in text
     # a parser agrees it is the exposition format
     from prometheus_client.parser import text_string_to_metric_families
     names = {f.name for f in text_string_to_metric_families(text)}
