@@ -176,30 +176,11 @@ class Engine:
         return c.push(ev.ts)
 
     def events(self, lines: Iterable[RawLine]) -> Iterator[tuple[datetime, Event]]:
-        """(confirmed time, event) of each line that parses, in line order. (`parse` and
-        `confirm`, inlined: this runs once per line.)"""
-        parsers = self.parsers
-        confirms = self._confirm
-        parser: Any = None
-        confirmed: Any = None
-        source = None
+        """(confirmed time, event) of each line that parses, in line order."""
         for raw in lines:
-            if raw.source is not source:
-                source = raw.source
-                parser = parsers[source].parse
-                confirmed = confirms.get(source)
-                if confirmed is None:
-                    confirmed = confirms[source] = Confirmed()
-            r = parser(raw)
-            if type(r) is Event:
-                # Confirmed.push
-                prev = confirmed.prev = confirmed.last
-                ts = confirmed.last = r.ts
-                yield (ts if prev is None or ts < prev else prev), r
-            else:
-                self.counts.add(raw.source, "unparsed")
-                if len(self.failures) < MAX_SAMPLES:
-                    self.failures.append(r)
+            r = self.parse(raw)
+            if isinstance(r, Event):
+                yield self.confirm(r), r
 
     def push(self, confirmed: datetime, ev: Event, limit: datetime | None = None) -> None:
         """Show one event: first advance time to `confirmed` (no further than `limit`), then
