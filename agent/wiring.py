@@ -212,7 +212,8 @@ def build_sources(loaded: LoadedConfig, store: Store,
             continue
         fs = FileSource(src.name, loaded.source_globs(src), encoding=src.encoding,
                         start_at=src.start_at, max_line_bytes=src.max_line_bytes,
-                        first_run=first_run)
+                        first_run=first_run,
+                        rescan=loaded.config.poll_interval.total_seconds())
         fs.restore(checkpoints)
         out.append(fs)
     return out

@@ -9,6 +9,10 @@ unknown rather than gone.  Matches that are not regular files are reported, once
 Semantics follow ``glob(pattern, recursive=True)``: hidden names match only a component that
 starts with a dot, and ``**`` is zero or more folders.  Unlike glob, ``**`` does not follow
 symlinked folders (a link loop would recurse until the path is too long).
+
+A scan also records the folders it matched file names in, with the name patterns used there
+(``Finder.folders``), so that a file event can be told to concern the source or not
+(``Finder.concerns``) without listing anything.
 """
 
 from __future__ import annotations
@@ -54,6 +58,13 @@ def _matcher(part: str) -> Callable[[str], object]:
     return re.compile(fnmatch.translate(part)).match
 
 
+def _name_matches(part: str, name: str) -> bool:
+    """Whether file name `name` matches pattern component `part` as a scan matches it."""
+    if name.startswith(".") and not part.startswith("."):
+        return False
+    return part == "**" or bool(_matcher(part)(name))
+
+
 def _kind(mode: int) -> str:
     if stat.S_ISDIR(mode):
         return "a directory"
@@ -73,12 +84,16 @@ class Finder:
         self._parts = [[p for p in pattern.split(os.sep) if p] for pattern in patterns]
         self._odd: set[str] = set()  # non-regular matches already reported
         self._failing: set[str] = set()  # failures reported, until that path works again
+        # As of the last scan: each existing folder file names were matched in (normalised),
+        # and the name patterns matched there ("**": any name that is not hidden).
+        self.folders: dict[str, set[str]] = {}
 
     def scan(self) -> tuple[dict[str, Entry], list[Failure]]:
         """Identity (``dev:inode``) -> entry of every regular file matched, oldest (by mtime)
         first, and what could not be listed or stat'ed: files under those are unknown."""
         hits: dict[str, tuple[int, Entry]] = {}
         failed: list[Failure] = []
+        self.folders = {}
         for parts in self._parts:
             for path in self._walk(os.sep, parts, failed):
                 try:
@@ -109,12 +124,22 @@ class Finder:
         return list(roots)
 
     def watch_dirs(self) -> set[str]:
-        """Existing folders the files may appear in (errors do not matter: polling covers)."""
+        """Existing folders the files may appear in, normalised (errors do not matter: polling
+        covers)."""
         dirs: set[str] = set()
         for pattern in self.patterns:
             parent = os.path.dirname(pattern)
             dirs.update(glob.glob(parent, recursive=True) if MAGIC.search(parent) else [parent])
-        return {d for d in dirs if os.path.isdir(d)}
+        return {os.path.normpath(d) for d in dirs if os.path.isdir(d)}
+
+    def concerns(self, folder: str, name: str) -> bool:
+        """Whether `name` in `folder` (normalised) is or was a file the last scan would have
+        matched: its folder was scanned and the name matches a pattern used there."""
+        parts = self.folders.get(folder)
+        return parts is not None and any(_name_matches(p, name) for p in parts)
+
+    def _folder(self, folder: str, part: str) -> None:
+        self.folders.setdefault(os.path.normpath(folder), set()).add(part)
 
     def _walk(self, base: str, parts: list[str], failed: list[Failure]) -> Iterator[str]:
         """Paths below `base` matching `parts`; a path without wildcards is not checked here
@@ -126,7 +151,12 @@ class Finder:
         if part == "**":
             if rest:
                 yield from self._walk(base, rest, failed)
-            for e in self._list(base, failed):
+            listed = self._list(base, failed)
+            if listed is None:
+                return
+            if not rest:
+                self._folder(base, part)
+            for e in listed:
                 if e.name.startswith("."):
                     continue
                 if self._is_dir(e, follow=False):
@@ -135,14 +165,22 @@ class Finder:
                     yield e.path
         elif MAGIC.search(part):
             match, hidden = _matcher(part), part.startswith(".")
-            for e in self._list(base, failed):
+            listed = self._list(base, failed)
+            if listed is None:
+                return
+            if not rest:
+                self._folder(base, part)
+            for e in listed:
                 if match(e.name) and (hidden or not e.name.startswith(".")) \
                         and (not rest or self._is_dir(e)):
                     yield from self._walk(e.path, rest, failed)
         else:
+            if not rest and os.path.isdir(base):
+                self._folder(base, part)
             yield from self._walk(os.path.join(base, part), rest, failed)
 
-    def _list(self, folder: str, failed: list[Failure]) -> list[os.DirEntry[str]]:
+    def _list(self, folder: str, failed: list[Failure]) -> list[os.DirEntry[str]] | None:
+        """The entries of `folder`; None if it is missing or cannot be listed."""
         try:
             with os.scandir(folder) as it:
                 entries = list(it)
@@ -150,7 +188,7 @@ class Finder:
             if e.errno not in _MISSING:
                 failed.append((folder, e))
                 self._report_failure(folder, "cannot list", e)
-            return []
+            return None
         if self._failing:
             self._failing.discard(folder)
         return entries

@@ -23,6 +23,11 @@ Rotation handled (no line lost, none repeated):
 A folder that cannot be listed (no file descriptors, permission, I/O) leaves its files as they
 were: unknown, not gone.  See discover.py (listing), descriptors.py (open file budget) and
 copies.py (copytruncate copies).
+
+Listing the folders is done only when it may find something (listing.py): after an event in
+the source's folders that concerns it, at least every `rescan` seconds, and at every poll while
+no Waker watches them.  Open files are read through their descriptors at every poll whatever
+happened: their size comes from fstat, so new lines are seen at once.
 """
 
 from __future__ import annotations
@@ -33,10 +38,12 @@ import time
 from collections import deque
 from collections.abc import Iterable
 
+from agent.sources.changes import CHANGES, Changes
 from agent.sources.copies import Copies
 from agent.sources.descriptors import NO_FDS, Descriptors
 from agent.sources.discover import Entry, Finder, unknown
 from agent.sources.lines import LineReader
+from agent.sources.listing import Listing
 from agent.sources.position import (
     PROBE,
     FileCheckpoint,
@@ -61,12 +68,16 @@ class FileSource(Copies):
     `rotate_grace` is how long (seconds) a rotated-away file is kept open after it stopped
     growing, because writers usually add a few lines to the old file before reopening.
     `max_open` caps the files kept open (default: half the descriptor limit).
+    `rescan` is the longest time (seconds; the daemon's poll interval) between two listings
+    of the folders while a Waker reports no event that concerns the source; `changes` the
+    events noted by the Wakers (default: the process's).
     """
 
     def __init__(self, name: str, patterns: list[str], *, encoding: str = "utf-8",
                  start_at: str = "beginning", max_line_bytes: int = 65536,
                  first_run: bool = True, rotate_grace: float = 1.0,
-                 max_open: int | None = None) -> None:
+                 max_open: int | None = None, rescan: float = 1.0,
+                 changes: Changes | None = None) -> None:
         if start_at not in ("beginning", "end"):
             raise ValueError(f"start_at must be 'beginning' or 'end', not {start_at!r}")
         self._stats = dict.fromkeys(("lines", "truncated", "replaced", "rotations",
@@ -92,6 +103,7 @@ class FileSource(Copies):
         self._polled = False
         self._fds = Descriptors(name, self._tails, max_open, self._stats)
         self._failed: set[str] = set()  # identities that could not be read in the last poll
+        self._listing = Listing(self._finder, CHANGES if changes is None else changes, rescan)
 
     # -- public -------------------------------------------------------------------------------
 
@@ -103,9 +115,46 @@ class FileSource(Copies):
         """New complete lines in file order, at most `max_lines`; the next poll continues."""
         first = not self._polled
         self._polled = True
+        forced = first or bool(self._restore) or self._fds.refused > 0
+        relist = self._listing.due(forced, self._is_open)
         self._fds.begin_poll()
         self._failed.clear()
+        if relist or not self._unchanged_in_place():
+            self._list(first)
+        self._follow_copies()
+        out: list[RawLine] = []
+        # Files that had read nothing and read lines in this poll, by head (b"" if shorter).
+        fresh: dict[bytes, list[Tail]] = {}
+        order = sorted(self._tails.values(), key=lambda t: not t.detached)
+        for t in order:
+            if len(out) >= max_lines:
+                break
+            if t.fd < 0 or t.copy_of is not None:
+                continue
+            unread = not (t.offset or t.read_pos)
+            if unread and fresh and t.read_pos < t.size and self._copy_of_fresh(t, fresh):
+                if t.copy_of is None:
+                    self._failed.add(t.file_id)  # could not tell: not read
+                continue
+            try:
+                self._lines.read(t, max_lines - len(out), out)
+            except OSError as e:
+                log.warning("%s: reading %s failed: %s", self.name, t.shown, e)
+                self._failed.add(t.file_id)
+                continue
+            if unread and t.offset:
+                fresh.setdefault(t.head if len(t.head) == PROBE else b"", []).append(t)
+            if t.detached and t.read_pos >= t.size and len(out) < max_lines \
+                    and time.monotonic() - t.grew_at >= self._grace:
+                self._finish(t, out)
+        self._lines.warn_encoding()
+        return out
+
+    def _list(self, first: bool) -> None:
+        """List the folders and stat the matches: new files are opened, renamed and deleted
+        ones followed or let go, parked ones that changed reopened, truncations handled."""
         found, failed = self._finder.scan()
+        self._listing.listed(bool(failed))
         if failed:
             self._stats["list_errors"] += len(failed)
             if any(e.errno in NO_FDS for _, e in failed):
@@ -135,34 +184,19 @@ class FileSource(Copies):
                 self._open(fid, entry.path, first, found)
         if self._restore:
             self._restore_rotated(found)
-        self._follow_copies()
-        out: list[RawLine] = []
-        # Files that had read nothing and read lines in this poll, by head (b"" if shorter).
-        fresh: dict[bytes, list[Tail]] = {}
-        order = sorted(self._tails.values(), key=lambda t: not t.detached)
-        for t in order:
-            if len(out) >= max_lines:
-                break
-            if t.fd < 0 or t.copy_of is not None:
-                continue
-            unread = not (t.offset or t.read_pos)
-            if unread and fresh and t.read_pos < t.size and self._copy_of_fresh(t, fresh):
-                if t.copy_of is None:
-                    self._failed.add(t.file_id)  # could not tell: not read
-                continue
-            try:
-                self._lines.read(t, max_lines - len(out), out)
-            except OSError as e:
-                log.warning("%s: reading %s failed: %s", self.name, t.shown, e)
-                self._failed.add(t.file_id)
-                continue
-            if unread and t.offset:
-                fresh.setdefault(t.head if len(t.head) == PROBE else b"", []).append(t)
-            if t.detached and t.read_pos >= t.size and len(out) < max_lines \
-                    and time.monotonic() - t.grew_at >= self._grace:
-                self._finish(t, out)
-        self._lines.warn_encoding()
-        return out
+
+    def _is_open(self, path: str) -> bool:
+        """Whether the file at `path` (normalised) is read through an open descriptor."""
+        return any(t.fd >= 0 and not t.detached and os.path.normpath(t.path) == path
+                   for t in self._tails.values())
+
+    def _unchanged_in_place(self) -> bool:
+        """Fstat every open file (its size: what the next read stops at); False when one was
+        truncated or replaced in place (copytruncate), which the listing then handles."""
+        for t in self._tails.values():
+            if t.fd >= 0 and t.copy_of is None and self._in_place(t) is False:
+                return False
+        return True
 
     def backlog(self) -> bool:
         """Whether the last poll left unread data it knows of, so the next poll should follow at
@@ -203,8 +237,9 @@ class FileSource(Copies):
             [cp for fid, cp in self._restore.items() if fid not in self._tails]
 
     def watch_dirs(self) -> set[str]:
-        """Existing directories whose changes may concern this source (for the Waker)."""
-        dirs = {os.path.dirname(t.path) for t in self._tails.values()}
+        """Existing directories whose changes may concern this source (for the Waker),
+        normalised."""
+        dirs = {os.path.normpath(os.path.dirname(t.path)) for t in self._tails.values()}
         return self._finder.watch_dirs() | {d for d in dirs if os.path.isdir(d)}
 
     def missing_dirs(self) -> list[str]:
@@ -236,6 +271,8 @@ class FileSource(Copies):
     def take_counts(self) -> dict[str, int]:
         """What `stats` gained since the last call (non-zero ones): the loop adds these to
         the agent's counts, so each thing a source counts reaches `status` once."""
+        if self._stats == self._taken:  # most polls of a quiet source
+            return {}
         out = {k: v - self._taken.get(k, 0) for k, v in self._stats.items()
                if v != self._taken.get(k, 0)}
         self._taken = dict(self._stats)
@@ -328,17 +365,21 @@ class FileSource(Copies):
             else:
                 self._fds.close(t.fd)
 
-    def _check_truncation(self, t: Tail, found: dict[str, Entry]) -> None:
+    def _in_place(self, t: Tail) -> bool | None:
+        """Update `t`'s size from fstat; whether it still holds what was read (False: truncated
+        or replaced in place), None if it could not be checked (logged)."""
         try:
             t_size = os.fstat(t.fd).st_size
             if t_size != t.size:
                 t.size, t.grew_at = t_size, time.monotonic()
             n = len(t.fp)
-            same = t_size >= t.read_pos and (not n or os.pread(t.fd, n, t.offset - n) == t.fp)
+            return t_size >= t.read_pos and (not n or os.pread(t.fd, n, t.offset - n) == t.fp)
         except OSError as e:
             log.warning("%s: cannot check %s: %s", self.name, t.shown, e)
-            return
-        if not same:
+            return None
+
+    def _check_truncation(self, t: Tail, found: dict[str, Entry]) -> None:
+        if self._in_place(t) is False:
             self._stats["truncations"] += 1
             log.info("%s: %s was truncated (copytruncate?); reading it from the start",
                      self.name, t.shown)
