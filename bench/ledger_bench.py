@@ -1,7 +1,7 @@
 """The invoice ledger at scale: a million pending invoices, each figure against a baseline
 measured in the same run.
 
-    python bench/ledger_bench.py [--invoices 1000000]
+    python bench/ledger_bench.py [--invoices 1000000] [--json PATH]
 
 Writes a platform log of N issued invoices that never sync (all pending) and a flow log of
 N/2 invoices issued and synced half a minute later (N lines), then measures:
@@ -30,6 +30,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import benchjson
 import yaml
 
 from agent.counting import Counts
@@ -174,7 +175,9 @@ def main() -> int:
     ap.add_argument("--invoices", type=int, default=1_000_000)
     ap.add_argument("--lookups", type=int, default=100_000)
     ap.add_argument("--repeat", type=int, default=2)
+    benchjson.add_argument(ap)
     args = ap.parse_args()
+    report = benchjson.Report("ledger_bench", args.json)
     n = args.invoices
     work = Path(tempfile.mkdtemp(prefix="ia-ledger-bench-"))
     try:
@@ -196,10 +199,18 @@ def main() -> int:
               f"{r['base_lookup']:10,.0f} rows/s   ratio {r['lookup'] / r['base_lookup']:.2f}   "
               f"({n:,} pending, {r['db_mib']:.0f} MiB on disk)")
 
+        report.add(f"ledger insert (observe + batch commits), {n:,} pending", r["insert"],
+                   "invoices/s", "bare SQLite executemany, 2 columns", r["base_insert"])
+        report.add(f"ledger lookup by number among {n:,} (random)", r["lookup"], "invoices/s",
+                   "bare primary-key SELECT", r["base_lookup"])
+
         with_rate, lines = replay_rate(config, [flow_p, flow_e], args.repeat)
         bare_rate, _ = replay_rate(bare, [flow_p, flow_e], args.repeat)
         print(f"replay: with ledger {with_rate:10,.0f} lines/s   rules only {bare_rate:10,.0f} "
               f"lines/s   ratio {with_rate / bare_rate:.2f}   ({lines:,} lines)")
+
+        report.add(f"`replay` of the flow log ({lines:,} lines), with the ledger", with_rate,
+                   "lines/s", "the same replay, rules only (no ledger)", bare_rate)
 
         big, base = peak_rss_mib(config, pending), peak_rss_mib(bare, pending)
         little = peak_rss_mib(config, small)
@@ -207,8 +218,14 @@ def main() -> int:
               f"{base:.0f} MiB without   ratio {big / base:.2f}")
         print(f"memory: with the ledger, {n // 5:,} invoices {little:.0f} MiB, {n:,} "
               f"{big:.0f} MiB   ratio {big / little:.2f}")
+        report.add(f"peak RSS, replay of {n:,} pending invoices with the ledger", big, "MiB",
+                   "the same replay without the ledger", base)
+        report.add(f"peak RSS with the ledger, {n:,} pending", big, "MiB",
+                   f"the same with {n // 5:,} pending", little)
+        report.note(f"{n:,} pending invoices take {r['db_mib']:.0f} MiB on disk.")
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    report.write()
     return 0
 
 

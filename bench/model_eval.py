@@ -2,6 +2,7 @@
 
     /work/venv/bin/python bench/model_eval.py [--seeds 3] [--for 2] [--quantile 0.9995]
                                               [--trees 100] [--max-samples 256] [--forest-only]
+                                              [--json PATH]
 
 Trains on 60 days of normal window-level traffic (agent/model/synthetic.py: daily, weekly and
 month-end rhythms, China's holidays and make-up workdays), then runs the model through the
@@ -19,6 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import benchjson  # noqa: E402
+
 from agent.model.config import ModelConfig  # noqa: E402
 from agent.training.evaluate import synthetic_evaluation  # noqa: E402
 
@@ -35,7 +38,9 @@ def main() -> int:
     p.add_argument("--forest-only", action="store_true",
                    help="ablation: the IsolationForest's score alone")
     p.add_argument("-v", "--verbose", action="store_true", help="list every false alert")
+    benchjson.add_argument(p)
     a = p.parse_args()
+    report = benchjson.Report("model_eval", a.json)
     opts = {k: v for k, v in {"for": a.for_windows, "quantile": a.quantile, "trees": a.trees,
                               "max_samples": a.max_samples}.items() if v is not None}
     cfg = ModelConfig.model_validate(opts)
@@ -63,7 +68,12 @@ def main() -> int:
         mean = f"{sum(hit) / len(hit):.1f}" if hit else "-"
         print(f"{k:<16} {len(hit):>4}/{len(ds):<4} {within:>4}/{len(ds):<4} {mean:>11} "
               f"{max(hit) if hit else '-':>10}")
+        report.add(f"{k}: detected (within 2 windows {within}/{len(ds)}, mean delay {mean} "
+                   "windows)", len(hit), "incidents", "incidents injected", len(ds))
     print(f"false model alerts: {false} in {weeks:.0f} weeks = {false / weeks:.2f} per week")
+    report.add(f"false model alerts per week ({weeks:.0f} test weeks)", false / weeks,
+               "per week")
+    report.write()
     return 0
 
 

@@ -1,6 +1,6 @@
 """What the model costs `replay` and `run`, against the same pipeline without it.
 
-    python bench/model_replay.py [--days 7] [--repeat 3]
+    python bench/model_replay.py [--days 7] [--repeat 3] [--json PATH]
 
 Simulates DAYS days of the demo's logs (agent.simulator; healthy days, then the demo day with
 its incidents), then times `replay` in-process with the shipped demo config and rules, without
@@ -25,6 +25,8 @@ from datetime import timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import benchjson  # noqa: E402
 
 from agent.alerts import REPEAT  # noqa: E402
 from agent.demo import prepare  # noqa: E402
@@ -95,7 +97,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--days", type=int, default=7)
     ap.add_argument("--repeat", type=int, default=3)
+    benchjson.add_argument(ap)
     a = ap.parse_args()
+    report = benchjson.Report("model_replay", a.json)
     work = Path(tempfile.mkdtemp(prefix="ia-model-bench-"))
     try:
         config, _ = prepare(work)  # the demo day, with incidents, in config/logs
@@ -131,6 +135,8 @@ def main() -> int:
               f"({scored} slots scored, {alerts} model alerts)")
         print(f"  ratio with/without: {with_model / base:.3f} "
               f"(+{(with_model / base - 1) * 100:.1f}%)")
+        report.add(f"replay of {a.days} demo days ({lines:,} lines), rules + model",
+                   lines / with_model, "lines/s", "the same replay, rules only", lines / base)
 
         live = detector(loaded, batch=False)
         from agent.model.features import slots_from_windows
@@ -145,8 +151,10 @@ def main() -> int:
         window = loaded.config.window.total_seconds()
         print(f"live: {per * 1000:.2f} ms per slot scored alone = {per / window * 100:.4f}% "
               f"of one CPU at {window / 60:g}-minute windows")
+        report.add("live scoring, one slot at a time: time per slot", per * 1000, "ms",
+                   f"one {window / 60:g}-minute window", window * 1000)
 
-        for work, what in (("score", "loads config and rules, the model, and scores a slot "
+        for task, what in (("score", "loads config and rules, the model, and scores a slot "
                                      "and a batch of 512"),
                            ("replay", "loads config and rules, the model, and replays the "
                                       "demo day")):
@@ -154,13 +162,19 @@ def main() -> int:
             rss: dict[str, float] = {}
             for mode in ("rules", "model", "model+sklearn"):
                 out = subprocess.run([*CLEAN, sys.executable, "-c", RSS, str(config), mode,
-                                      str(MODEL), work], capture_output=True, text=True,
+                                      str(MODEL), task], capture_output=True, text=True,
                                      check=True, cwd=REPO)
                 kib, n, heavy, numpy = out.stdout.split()
                 rss[mode] = int(kib) / 1024
                 extra = f" (+{rss[mode] - rss['rules']:.1f} MiB)" if mode != "rules" else ""
                 print(f"  {mode:<14} {rss[mode]:6.1f} MiB{extra}; {n} slots scored; "
                       f"imported: {heavy}; numpy: {numpy}")
+                if mode != "rules":
+                    doing = ("load, score 1 + 512 slots" if task == "score" else
+                             "load, replay the demo day")
+                    report.add(f"peak RSS ({doing}), rules + {mode}", rss[mode], "MiB",
+                               "the same process, rules only", rss["rules"])
+        report.write()
         return 0
     finally:
         shutil.rmtree(work, ignore_errors=True)

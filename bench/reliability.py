@@ -1,6 +1,6 @@
 """The long runs of the reliability suite: kill -9 rounds and rotation torture.
 
-    python bench/reliability.py [--crash-rounds 200] [--rotations 300] [--seed N]
+    python bench/reliability.py [--crash-rounds 200] [--rotations 300] [--seed N] [--json PATH]
 
 Runs the same scenarios as tests/test_reliability_crash.py and test_reliability_rotation.py
 (real `invoice-agent run` subprocesses, a real webhook on 127.0.0.1) for many more rounds, and
@@ -17,6 +17,8 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import benchjson  # noqa: E402
 
 from tests.conftest import Receiver  # noqa: E402
 from tests.test_daemon import Agent  # noqa: E402
@@ -36,7 +38,9 @@ def main() -> int:
     ap.add_argument("--crash-rounds", type=int, default=200, help="kill -9 rounds (0: skip)")
     ap.add_argument("--rotations", type=int, default=300, help="rotations of each kind (0: skip)")
     ap.add_argument("--seed", type=int, default=random.randrange(1 << 30))
+    benchjson.add_argument(ap)
     args = ap.parse_args()
+    report = benchjson.Report("reliability", args.json)
     print(f"seed {args.seed}")
     ok = True
     started: list[Agent] = []
@@ -54,6 +58,14 @@ def main() -> int:
                   f"{r.twice}, undelivered {r.pending}); webhook posts {r.posts}, repeats "
                   f"{r.repeats}, in order {r.in_order}")
             ok &= r.counted == r.written and r.twice == 0 and r.pending == 0 and r.in_order
+            report.add(f"kill -9 at random moments, {r.rounds} rounds: lines counted",
+                       r.counted, "lines", "lines written", r.written)
+            report.add("notifications decided twice", r.twice, "messages",
+                       "notifications decided", r.outbox_rows)
+            report.add("notifications undelivered at the end", r.pending, "messages",
+                       "notifications decided", r.outbox_rows)
+            report.add("webhook posts (repeats: the at-least-once window)", r.posts, "messages",
+                       "notifications decided", r.outbox_rows)
         for how in ("rename", "delete", "copytruncate") if args.rotations else ():
             with tempfile.TemporaryDirectory() as tmp:
                 rot = run_rotation(Path(tmp), how, args.rotations, args.seed, started)
@@ -61,9 +73,15 @@ def main() -> int:
                   f"{rot.written}, counted {rot.counted}, lost to the copytruncate race "
                   f"{rot.race_lost}, lost by the agent {rot.agent_lost}")
             ok &= rot.agent_lost == 0 and (how == "copytruncate" or rot.race_lost == 0)
+            report.add(f"{how} rotation, {rot.rotations} times: lines counted", rot.counted,
+                       "lines", "lines written" + (" less those lost to the copytruncate race"
+                                                   if how == "copytruncate" else ""),
+                       rot.written - rot.race_lost)
     finally:
         stop_all(started)
     print("ok" if ok else "FAILED")
+    report.note(f"Seed {args.seed}" + ("." if ok else "; FAILED."))
+    report.write()
     return 0 if ok else 1
 
 

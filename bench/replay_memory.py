@@ -1,6 +1,6 @@
 """Peak memory of `invoice-agent replay` on a small and a 5x larger log, in the same run.
 
-    python bench/replay_memory.py [--lines 200000]
+    python bench/replay_memory.py [--lines 200000] [--json PATH]
 
 Runs replay as a subprocess on N and 5N upload lines and prints the peak RSS of each and their
 ratio: close to 1 means memory stays flat as the input grows.
@@ -16,6 +16,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import benchjson
+
 from agent.demo import prepare
 
 
@@ -30,7 +32,9 @@ def peak_rss_mib(config: Path, log: Path) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--lines", type=int, default=200_000)
+    benchjson.add_argument(ap)
     args = ap.parse_args()
+    report = benchjson.Report("replay_memory", args.json)
     work = Path(tempfile.mkdtemp(prefix="ia-mem-"))
     try:
         config, _ = prepare(work)
@@ -47,8 +51,11 @@ def main() -> int:
         print(f"peak RSS {args.lines:,} lines: {a:.0f} MiB")
         print(f"peak RSS {args.lines * 5:,} lines: {b:.0f} MiB")
         print(f"ratio large/small: {b / a:.2f}")
+        report.add(f"peak RSS of `invoice-agent replay`, {args.lines * 5:,} lines", b, "MiB",
+                   f"the same replay of {args.lines:,} lines", a)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    report.write()
     return 0
 
 

@@ -1,6 +1,6 @@
 """Replay speed as rules are added: none, one, one early, one early over 100k error codes, 1,000.
 
-    python bench/rules_scaling.py [--lines 300000] [--repeat 3] [--rules 1000]
+    python bench/rules_scaling.py [--lines 300000] [--repeat 3] [--rules 1000] [--json PATH]
 
 Writes an upload log with the simulator (about 5 lines a second: 1,500 lines per 5-minute
 window, 1% failed, an outage, a slow stretch and a burst of code 1001 every 200,000 lines), and
@@ -33,6 +33,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import benchjson
 import yaml
 
 from agent.replay import match_files, replay
@@ -119,7 +120,9 @@ def main() -> int:
     ap.add_argument("--only", choices=["plain", "codes"], default=None,
                     help="run only the cases over the simulated log, or only those over the "
                          "log of 100k error codes")
+    benchjson.add_argument(ap)
     args = ap.parse_args()
+    report = benchjson.Report("rules_scaling", args.json)
     work = Path(tempfile.mkdtemp(prefix="ia-rules-bench-"))
     try:
         (work / "logs").mkdir()
@@ -142,8 +145,14 @@ def main() -> int:
             rates[name] = lines / seconds
             ratio = f"{rates[name] / rates[against]:.2f} of {against}" if against else ""
             print(f"{name:<24}{rates[name]:>12,.0f}{alerts:>8}  {ratio}", flush=True)
+            if against:
+                report.add(f"replay, {name}", rates[name], "lines/s (CPU)", f"replay, {against}",
+                           rates[against])
+            else:
+                report.add(f"replay, {name}", rates[name], "lines/s (CPU)")
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    report.write()
     return 0
 
 

@@ -1,6 +1,6 @@
 """Start-up time of the quick commands against bare Python measured in the same run.
 
-    python bench/startup.py [--runs 9] [--root DIR] [--config PATH]
+    python bench/startup.py [--runs 9] [--root DIR] [--config PATH] [--json PATH]
 
 Runs each command as a fresh process, --runs times, the commands taking turns so that a busy
 machine slows them alike, and prints the median wall time of each, its ratio to the two
@@ -22,6 +22,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import benchjson
 
 HERE = Path(__file__).resolve().parent.parent
 HEAVY = ("numpy", "sklearn", "scipy", "skops", "apprise", "jinja2", "pydantic", "sqlite_utils",
@@ -66,7 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", type=Path, default=HERE,
                         help="the tree whose `agent` package runs (default: this one)")
     parser.add_argument("--config", help="config file (default: ROOT/config/agent.yaml)")
+    benchjson.add_argument(parser)
     args = parser.parse_args(argv)
+    report = benchjson.Report("startup", args.json)
     if args.runs < 1:
         parser.error("--runs must be >= 1")
     root = args.root.resolve()
@@ -88,6 +92,13 @@ def main(argv: list[str] | None = None) -> int:
         heavy = ", ".join(imported(cmd, env, root))
         print(f"{name:<22} {median[name] * 1000:6.0f}ms {median[name] / bare:7.1f} "
               f"{median[name] / least:7.1f}  {heavy or '-'}")
+        if name != "import json, sqlite3":
+            shown = name if name.startswith("python") else \
+                f"invoice-agent {' '.join(cmd[3:]).replace(config, os.path.relpath(config, root))}"
+            report.add(f"`{shown}`", median[name] * 1000, "ms",
+                       '`python -c "import json, sqlite3"`', least * 1000)
+    report.note(f"Median of {args.runs} runs of each command, as fresh processes.")
+    report.write()
     return 0
 
 

@@ -1,6 +1,6 @@
 """The state database over months: its size after a simulated 90 days at 10 lines/s.
 
-    python bench/state_size.py [--days 90] [--rate 10] [--ledger-retention 400d]
+    python bench/state_size.py [--days 90] [--rate 10] [--ledger-retention 400d] [--json PATH]
 
 10 lines/s is ~864,000 lines a day: a third each of issuing, upload and ERP sync, so ~288,000
 invoices a day. Writing 77 million lines through the parser would take the better part of an
@@ -30,6 +30,8 @@ import tempfile
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+
+import benchjson
 
 from agent.configtypes import parse_duration
 from agent.demo import prepare
@@ -85,7 +87,9 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=10.0, help="lines per second")
     ap.add_argument("--ledger-retention", default="400d")
     ap.add_argument("--retention", default="14d", help="windows and alerts")
+    benchjson.add_argument(ap)
     args = ap.parse_args()
+    report = benchjson.Report("state_size", args.json)
     ledger_keep = parse_duration(args.ledger_retention)
     keep = parse_duration(args.retention)
     with tempfile.TemporaryDirectory(prefix="invoice-agent-size-") as tmp:
@@ -128,11 +132,18 @@ def main() -> None:
                 print(f"  day {day + 1:3d}: {size / 2**20:9.1f} MiB on disk, "
                       f"{written / 2**20:9.1f} MiB written, size/written "
                       f"{size / written:.2f}  ({time.perf_counter() - t_start:.0f}s)")
-        print("rows:", ", ".join(
+                report.add(f"state on disk after day {day + 1} (ledger retention "
+                           f"{args.ledger_retention})", size / 2**20, "MiB",
+                           "bytes written (rows' text)", written / 2**20)
+        rows = ", ".join(
             f"{t} {store.db.execute(f'SELECT count(*) FROM {t}').fetchone()[0]:,}"
             for t in ("windows", "alerts", "alert_log", "outbox", "ledger_invoices",
-                      "ledger_findings", "silences")))
+                      "ledger_findings", "silences"))
+        print("rows:", rows)
+        report.note(f"{args.days} days at {args.rate:g} lines/s; rows at the end: "
+                    f"{rows}.")
         store.close()
+    report.write()
 
 
 def _window(source: str, start: datetime, features: dict):
