@@ -5,8 +5,9 @@
 
 json (the default): writes an upload log with the simulator, then times (best of --repeat):
   baseline: open, split lines, json.loads, datetime.fromisoformat, nothing else
-  replay:   `invoice-agent replay` in-process (tail reader, parser, windows, rules, alerts,
-            and the demo config's invoice ledger and model unless --rules-only)
+  replay:   `invoice-agent replay` in-process (tail reader, parser, windows, rules, alerts),
+            with the demo config's invoice ledger and model, then without them (only the
+            latter with --rules-only); the garbage collector tuned as the command tunes it
 syslog: writes an RFC 3164 syslog file of as many lines (bench/syslog_log.py: a host's
 routine traffic and incidents the shipped rules/system.yaml matches), then times:
   baseline: open, split lines, one compiled `re` with named groups for the syslog header and
@@ -39,6 +40,7 @@ import syslog_log
 import yaml
 
 from agent.demo import prepare
+from agent.pipeline import tune_gc
 from agent.replay import match_files, replay
 from agent.simulator import write_upload_lines
 from agent.wiring import load_all
@@ -77,6 +79,7 @@ def timed(log: Path, config: Path, base: Callable[[Path], int], repeat: int,
           expected: int) -> tuple[float, float, int, int]:
     """(baseline lines/s, replay lines/s, alerts, unparsed), best of `repeat` each."""
     loaded, rules = load_all(config, notify=False, batch=True)  # as `replay` does
+    tune_gc(freeze=True)  # as `invoice-agent replay` does (the baseline loop runs with it too)
     pairs = match_files(loaded, [str(log)])
     best_base = best_replay = float("inf")
     alerts = unparsed = n = 0
@@ -115,27 +118,34 @@ def against_fail2ban(report: benchjson.Report, kind: str, log: Path, replay_rate
 
 
 def run_json(work: Path, args: argparse.Namespace, report: benchjson.Report) -> None:
-    config, _ = prepare(work)  # the shipped demo config and rules
-    if args.rules_only:
-        data = yaml.safe_load(config.read_text(encoding="utf-8"))
-        data.pop("ledger", None)
-        data.pop("model", None)
-        config.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
-        (work / "rules" / "invoice.yaml").unlink()
-    log = config.parent / "logs" / "upload.log"
+    """The demo config with its ledger and model, then (or only, with --rules-only) without
+    them, on one log; fail2ban-regex against the rules-only replay, the comparable work."""
+    log = work / "upload.log"
+    work.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
     write_upload_lines(log, args.lines)
     print(f"wrote {args.lines:,} upload lines ({log.stat().st_size / 1e6:.0f} MB) in "
           f"{time.perf_counter() - t:.1f}s", file=sys.stderr)
-    base_rate, replay_rate, alerts, unparsed = timed(log, config, baseline, args.repeat,
-                                                     args.lines)
-    print(f"JSON upload log: lines {args.lines:,}  alerts {alerts}")
-    print(f"baseline (read + json.loads + fromisoformat): {base_rate:12,.0f} lines/s")
-    print(f"replay (full pipeline):                       {replay_rate:12,.0f} lines/s")
-    print(f"ratio replay/baseline: {replay_rate / base_rate:.2f}")
-    what = "demo config, rules only" if args.rules_only else "demo config with ledger and model"
-    report.add(f"replay, JSON upload log ({what})", replay_rate, "lines/s",
-               "bare loop: read + json.loads + datetime.fromisoformat", base_rate)
+    replay_rate = 0.0
+    unparsed = 0
+    for rules_only in ([True] if args.rules_only else [False, True]):
+        what = "demo config, rules only" if rules_only else "demo config with ledger and model"
+        folder = work / ("rules-only" if rules_only else "full")
+        config, _ = prepare(folder)
+        if rules_only:
+            data = yaml.safe_load(config.read_text(encoding="utf-8"))
+            data.pop("ledger", None)
+            data.pop("model", None)
+            config.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+            (folder / "rules" / "invoice.yaml").unlink()
+        base_rate, replay_rate, alerts, unparsed = timed(log, config, baseline, args.repeat,
+                                                         args.lines)
+        print(f"JSON upload log ({what}): lines {args.lines:,}  alerts {alerts}")
+        print(f"baseline (read + json.loads + fromisoformat): {base_rate:12,.0f} lines/s")
+        print(f"replay (full pipeline):                       {replay_rate:12,.0f} lines/s")
+        print(f"ratio replay/baseline: {replay_rate / base_rate:.2f}")
+        report.add(f"replay, JSON upload log ({what})", replay_rate, "lines/s",
+                   "bare loop: read + json.loads + datetime.fromisoformat", base_rate)
     against_fail2ban(report, "JSON", log, replay_rate, args.lines, unparsed,
                      '^\\{"time": "%Y-%m-%d %H:%M:%S"',
                      '"result": "失败".*"code": "<F-ID>[^"]+</F-ID>"', args.repeat)
@@ -171,8 +181,8 @@ def main() -> int:
     ap.add_argument("--lines", type=int, default=1_000_000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--rules-only", action="store_true",
-                    help="the demo config without its invoice ledger and model (and the "
-                         "ledger's rules): the per-line pipeline alone")
+                    help="only the demo config without its invoice ledger and model (and the "
+                         "ledger's rules): the per-line pipeline alone (default: both)")
     ap.add_argument("--format", choices=["json", "syslog", "both"], default="json",
                     help="the JSON upload log, the syslog file, or both (default: json)")
     benchjson.add_argument(ap)
