@@ -179,7 +179,7 @@ class Parser:
                 found[step.slot] = got
         if self._lookups:
             self._look_up(record, found, extra)
-        if found[0] is None:
+        if found[0] is None:  # `event`, the first of READABLE_FIELDS[1:]
             found[0] = self._event
         if raw.truncated:
             extra["truncated"] = True
