@@ -26,9 +26,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import os
-import shlex
 import shutil
 import signal
 import sqlite3
@@ -40,6 +38,7 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import benchjson
 import yaml
 
 from agent.demo import prepare
@@ -164,18 +163,6 @@ def append_at_rate(feed: Path, log: Path, rate: int, chunk: int) -> None:
                 time.sleep(ahead)
 
 
-def _without_json(args: list[str]) -> list[str]:
-    out, skip = [], False
-    for a in args:
-        if skip:
-            skip = False
-        elif a == "--json":
-            skip = True
-        elif not a.startswith("--json="):
-            out.append(a)
-    return out
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--lines", type=int, default=1_000_000)
@@ -187,8 +174,9 @@ def main() -> int:
     ap.add_argument("--root", metavar="DIR",
                     help="run the agent of another checkout (e.g. an earlier commit's tree "
                          "from git archive) instead of this one")
-    ap.add_argument("--json", metavar="PATH", help="write the figures as JSON rows")
+    benchjson.add_argument(ap)
     args = ap.parse_args()
+    report = benchjson.Report("live_cpu", args.json)
     if args.root:
         ENV["PYTHONPATH"] = str(Path(args.root).absolute())
     n = args.lines
@@ -224,23 +212,13 @@ def main() -> int:
     print(f"run, backlog present at start:        {us['backlog']:6.1f} us CPU per line, "
           f"ratio live/replay {us['backlog'] / us['replay']:.2f}")
     print(f"live CPU per million lines (tailing): {us['tail']:.1f} s")
-    if args.json:
-        def row(figure: str, value: float, unit: str, base: str | None = None,
-                base_value: float | None = None) -> dict[str, object]:
-            return {"figure": figure, "value": round(value, 2), "unit": unit, "baseline": base,
-                    "baseline_value": None if base_value is None else round(base_value, 2),
-                    "ratio": None if base_value is None else round(value / base_value, 3)}
-
-        rows = [row("replay CPU per line", us["replay"], "us"),
-                row("live CPU per line, tailing", us["tail"], "us",
-                    "replay CPU per line", us["replay"]),
-                row("live CPU per line, backlog at start", us["backlog"], "us",
-                    "replay CPU per line", us["replay"]),
-                row("live CPU per million lines, tailing", us["tail"], "s")]
-        command = shlex.join(["python", "bench/live_cpu.py", *_without_json(sys.argv[1:])])
-        Path(args.json).write_text(json.dumps({"bench": "live_cpu", "command": command,
-                                               "rows": rows}, indent=2) + "\n",
-                                   encoding="utf-8")
+    report.add("replay CPU per line", us["replay"], "us")
+    report.add("live CPU per line, tailing", us["tail"], "us", "replay CPU per line",
+               us["replay"])
+    report.add("live CPU per line, backlog at start", us["backlog"], "us",
+               "replay CPU per line", us["replay"])
+    report.add("live CPU per million lines, tailing", us["tail"], "s")
+    report.write()
     return 0
 
 
