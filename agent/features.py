@@ -130,20 +130,20 @@ class _Acc:
         self.codes: dict[str, int] = {}  # a plain dict: a missing code reads as a KeyError
         self.coded = 0  # events carrying an error code (the sum of `codes`)
 
-    def add(self, ev: Event) -> None:
+    def add(self, status: str | None, code: str | None, level: str | None,
+            latency: float | None) -> None:
+        """Count one event, given its status, error code, level and latency."""
         # agent/detect/when.py `changes` names the features each of these touches
         self.count += 1
-        status = ev.status
-        code = ev.error_code
         if status is None and code:
             status = "failed"
         if status is not None:
             self.statuses["failed" if status in FAIL_STATUSES else status] += 1
-        if ev.level is not None and ev.level.lower() in ERROR_LEVELS:
+        if level is not None and level.lower() in ERROR_LEVELS:
             self.errors += 1
-        if ev.latency_ms is not None:
+        if latency is not None:
             exact = self.latencies.exact
-            exact.append(ev.latency_ms)
+            exact.append(latency)
             if len(exact) > EXACT_LATENCIES:
                 self.latencies.compact()
         if code:
@@ -299,24 +299,40 @@ class Windows:
         """Count one event; False if its window had already closed (late)."""
         t = ev.ts.timestamp()
         current = self._current.get(ev.source)
-        if current is not None and current[0] <= t < current[1]:
-            start, _, acc = current
-        else:
-            start = self._floor(t)
-            nxt = self._next.get(ev.source)
-            if nxt is None:
-                if ev.source not in self._open:
-                    return False
-                self._next[ev.source] = start
-            elif start < nxt:
+        if current is None or not current[0] <= t < current[1]:
+            current = self.open_slot(ev.source, t)
+            if current is None:
                 return False
-            wins = self._open[ev.source]
-            found = wins.get(start)
-            acc = wins[start] = _Acc() if found is None else found
-            self._current[ev.source] = (start, start + self._len_s, acc)
-        acc.add(ev)
+        start, _, acc = current
+        acc.add(ev.status, ev.error_code, ev.level, ev.latency_ms)
         self.last_start, self.last_acc, self._so_far = start, acc, None
         return True
+
+    def open_slot(self, source: str, t: float) -> tuple[float, float, _Acc] | None:
+        """The open window of `source` that the POSIX time `t` falls in: (start, end, its
+        counts), opened if need be and remembered as the source's current one; None if it
+        has closed already (an event at `t` is late)."""
+        start = self._floor(t)
+        nxt = self._next.get(source)
+        if nxt is None:
+            if source not in self._open:
+                return None
+            self._next[source] = start
+        elif start < nxt:
+            return None
+        wins = self._open[source]
+        found = wins.get(start)
+        acc = wins[start] = _Acc() if found is None else found
+        slot = self._current[source] = (start, start + self._len_s, acc)
+        return slot
+
+    def current(self, source: str) -> tuple[float, float, _Acc] | None:
+        """The window `source`'s last event went into, while no window has closed since."""
+        return self._current.get(source)
+
+    def counted(self, start: float, acc: _Acc) -> None:
+        """Events were counted into `acc` (starting at `start`) without `add`."""
+        self.last_start, self.last_acc, self._so_far = start, acc, None
 
     def so_far(self, ev: Event) -> Window | None:
         """The open window `ev` was counted into, with its features so far (for rules that

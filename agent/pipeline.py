@@ -39,6 +39,7 @@ from agent.parse import ParseSpec, build_parser
 from agent.routing.router import Router
 from agent.routing.timespec import later
 from agent.store.records import LedgerChanges
+from agent.tally import Tally, tally_for
 from agent.types import (
     Event,
     Finding,
@@ -138,6 +139,15 @@ class Engine:
         self._thresholds = {s: SourceThresholds(s, rules, cfg.window)
                             for s, rules in plain.items()}
         self._early = {s: g for s, g in self._thresholds.items() if g.early}
+        # the sources whose lines only windows read, counted without an Event (agent/tally.py)
+        self.tallies: dict[str, Tally] = {}
+        for s, parser in self.parsers.items():
+            if s in self._early or (ledger is not None and s in ledger.sources):
+                continue
+            tally = tally_for(parser, [d for _, d in self._on_event.get(s, ())],
+                              cfg.window.total_seconds())
+            if tally is not None:
+                self.tallies[s] = tally
         self.book = AlertBook({d.name: d for d in detectors}, cfg.notify.repeat_interval,
                               cfg.timezone)
         self.router = Router.from_config(cfg)
@@ -170,10 +180,18 @@ class Engine:
 
     def confirm(self, ev: Event) -> datetime:
         """The time `ev`'s stream has confirmed, as the merge key of `push`."""
-        c = self._confirm.get(ev.source)
+        return self.confirmer(ev.source).push(ev.ts)
+
+    def confirmer(self, source: str) -> Confirmed:
+        c = self._confirm.get(source)
         if c is None:
-            c = self._confirm[ev.source] = Confirmed()
-        return c.push(ev.ts)
+            c = self._confirm[source] = Confirmed()
+        return c
+
+    @property
+    def due(self) -> float | None:
+        """The POSIX event time at which the next window may close (None before the first)."""
+        return self._due
 
     def events(self, lines: Iterable[RawLine]) -> Iterator[tuple[datetime, Event]]:
         """(confirmed time, event) of each line that parses, in line order."""

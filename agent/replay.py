@@ -29,7 +29,8 @@ from agent.ledger.summary import LedgerSummary, summarize
 from agent.pipeline import Engine
 from agent.sources.files import FileSource
 from agent.store import DB_NAME, Batch, Store
-from agent.types import Event, Muted, Notice, Transition
+from agent.tally import Tally
+from agent.types import Event, LineBatch, Muted, Notice, Transition
 from agent.wiring import build_ledger
 
 if TYPE_CHECKING:
@@ -134,6 +135,16 @@ def _source_events(engine: Engine, counts: Counts, src: SourceConfig, paths: lis
 def _events(engine: Engine, counts: Counts, src: SourceConfig, path: str,
             hints: dict[str, str], progress: ReadProgress | None = None
             ) -> Iterator[tuple[datetime, int, Event]]:
+    seq = 0
+    for batch in _batches(counts, src, path, hints, progress):
+        for confirmed, ev in engine.events(batch.raw()):
+            seq += 1
+            yield confirmed, seq, ev
+
+
+def _batches(counts: Counts, src: SourceConfig, path: str, hints: dict[str, str],
+             progress: ReadProgress | None = None) -> Iterator[LineBatch]:
+    """The lines of one file from its start, a batch at a time."""
     try:
         with open(path, "rb"):
             pass
@@ -141,12 +152,11 @@ def _events(engine: Engine, counts: Counts, src: SourceConfig, path: str,
         raise UnreadableFile(f"{path}: {exc.strerror or exc}") from None
     reader = FileSource(src.name, [glob.escape(path)], encoding=src.encoding,
                         max_line_bytes=src.max_line_bytes)
-    seq = 0
     read = 0  # bytes of the file handed out so far
     try:
         while True:
             # at the end, a last line without its newline is a line too
-            lines = reader.poll(50000) or reader.flush()
+            lines = reader.read(50000) or reader.flush_batch()
             for name, n in reader.take_counts().items():
                 counts.add(src.name, name, n)
             if not lines:
@@ -155,9 +165,7 @@ def _events(engine: Engine, counts: Counts, src: SourceConfig, path: str,
                 offset = sum(cp.offset for cp in reader.checkpoints())
                 progress(offset - read, len(lines))
                 read = offset
-            for confirmed, ev in engine.events(lines):
-                seq += 1
-                yield confirmed, seq, ev
+            yield lines
     finally:
         hint = reader.encoding_hint()
         if hint:
@@ -216,6 +224,30 @@ def drive(loaded: LoadedConfig, engine: Engine, streams: list[Stream],
         engine.push(confirmed, ev)
         if emit is not None and engine.transitions:
             emit()
+    return _drive_end(loaded, engine, last, newest, until, emit)
+
+
+def drive_tally(loaded: LoadedConfig, engine: Engine, tally: Tally,
+                batches: Iterable[LineBatch], until: datetime | None = None,
+                emit: Callable[[], None] | None = None) -> datetime | None:
+    """`drive` for the lines of one source that only windows read (agent/tally.py): the
+    same decisions, without an Event per line."""
+    last = newest = None
+    for batch in batches:
+        prepared = tally.prepare(engine, batch)
+        tally.push(engine, prepared)
+        if prepared.last is not None:
+            last = prepared.last
+        if prepared.newest is not None and (newest is None or prepared.newest > newest):
+            newest = prepared.newest
+        if emit is not None and engine.transitions:
+            emit()
+    return _drive_end(loaded, engine, last, newest, until, emit)
+
+
+def _drive_end(loaded: LoadedConfig, engine: Engine, last: datetime | None,
+               newest: datetime | None, until: datetime | None,
+               emit: Callable[[], None] | None) -> datetime | None:
     cfg = loaded.config
     ends = [] if last is None else [max(last, newest or last) + cfg.window + cfg.lateness]
     if until is not None:
@@ -247,9 +279,17 @@ def replay(loaded: LoadedConfig, detectors: list[Detector],
                 if on_transition is not None:
                     on_transition(tr)
 
-        streams = [_source_events(engine, counts, s, paths, result.encoding_hints, progress)
-                   for s, paths in _by_source(pairs)]
-        drive(loaded, engine, streams, emit=emit)
+        groups = _by_source(pairs)
+        tally = engine.tallies.get(groups[0][0].name) if len(groups) == 1 else None
+        if tally is not None:
+            source, paths = groups[0]
+            drive_tally(loaded, engine, tally,
+                        (batch for path in paths for batch in _batches(
+                            counts, source, path, result.encoding_hints, progress)), emit=emit)
+        else:
+            streams = [_source_events(engine, counts, s, paths, result.encoding_hints,
+                                      progress) for s, paths in groups]
+            drive(loaded, engine, streams, emit=emit)
         result.notices = engine.take_notices()
         result.muted = engine.take_muted()
         drained = engine.drain()

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from functools import partial
+from itertools import count, repeat
 from types import MappingProxyType
 from typing import Any, Mapping, NamedTuple
 
@@ -22,6 +24,62 @@ class RawLine(NamedTuple):
     text: str  # decoded text without the line terminator
     truncated: bool = False  # longer than max_line_bytes and cut
     replaced: bool = False  # had undecodable bytes, replaced with U+FFFD
+
+
+class Block(NamedTuple):
+    """Lines of one file read and decoded together, in file order: none was cut or had bytes
+    replaced. A consumer that needs no RawLine per line (agent/tally.py) reads the texts as
+    they are; `raw()` makes the RawLines any other consumer takes."""
+
+    source: str
+    path: str
+    first: int  # line number of texts[0] within the file, 1-based
+    texts: list[str]  # each line's text without its terminator
+
+    def raw(self) -> list[RawLine]:
+        return list(map(_new_raw, zip(repeat(self.source), repeat(self.path),
+                                      count(self.first), self.texts, repeat(False),
+                                      repeat(False))))
+
+    def line(self, i: int) -> RawLine:
+        """The RawLine of texts[i]."""
+        return RawLine(self.source, self.path, self.first + i, self.texts[i])
+
+
+# a RawLine from a tuple of its six fields, without the NamedTuple's Python-level __new__
+_new_raw = partial(tuple.__new__, RawLine)
+
+
+class LineBatch:
+    """What one read of a source hands out: its lines in file order, as blocks read together
+    and single lines (cut, undecodable, or a file's last line). `len()` counts lines."""
+
+    __slots__ = ("parts", "lines")
+
+    def __init__(self) -> None:
+        self.parts: list[Block | RawLine] = []
+        self.lines = 0
+
+    def __len__(self) -> int:
+        return self.lines
+
+    def append(self, line: RawLine) -> None:
+        self.parts.append(line)
+        self.lines += 1
+
+    def add_block(self, block: Block) -> None:
+        self.parts.append(block)
+        self.lines += len(block.texts)
+
+    def raw(self) -> list[RawLine]:
+        """Every line as a RawLine."""
+        out: list[RawLine] = []
+        for part in self.parts:
+            if type(part) is Block:
+                out += part.raw()
+            else:
+                out.append(part)  # type: ignore[arg-type]
+        return out
 
 
 class Event(NamedTuple):

@@ -6,7 +6,7 @@ the rule fires `for:` after 08:00, not at 08:00.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -76,7 +76,7 @@ class AbsenceRule(Detector):
         self.pending_for = timedelta(0)  # `for:` is the silence itself
         self.match = tuple(config.match.items())
         self.last_seen: datetime | None = None  # newest match before the last closed window
-        self._len = window.total_seconds()
+        self._len = self.window_seconds = window.total_seconds()
         self._ahead: dict[float, datetime] = {}  # window start -> newest match in it
         self._closed_until: datetime | None = None
 
@@ -87,16 +87,22 @@ class AbsenceRule(Detector):
         for key, value in self.match:
             if getattr(ev, key) != value:
                 return NO_FINDINGS
-        ts = ev.ts
-        if self._closed_until is not None and ts < self._closed_until:
-            self._see(ts)  # a late line: its window was judged already
-            return NO_FINDINGS
-        t = ts.timestamp()
-        start = t - t % self._len
-        seen = self._ahead.get(start)
-        if seen is None or ts > seen:
-            self._ahead[start] = ts
+        self.saw((ev.ts,))
         return NO_FINDINGS
+
+    def saw(self, times: Iterable[datetime]) -> None:
+        """Matching events at `times`, in line order (agent/tally.py hands them over a batch at
+        a time, between windows closing)."""
+        closed, ahead, length = self._closed_until, self._ahead, self._len
+        for ts in times:
+            if closed is not None and ts < closed:
+                self._see(ts)  # a late line: its window was judged already
+                continue
+            t = ts.timestamp()
+            start = t - t % length
+            seen = ahead.get(start)
+            if seen is None or ts > seen:
+                ahead[start] = ts
 
     def _see(self, ts: datetime) -> None:
         if self.last_seen is None or ts > self.last_seen:

@@ -72,7 +72,7 @@ class KeyedThresholdRule(Detector):
                 self._dropped[start] = self._dropped.get(start, 0) + 1
                 return NO_FINDINGS
             acc = accs[key] = _Acc()
-        acc.add(ev)
+        acc.add(ev.status, ev.error_code, ev.level, ev.latency_ms)
         if not self.early or self._fired_in.get(key) == start:
             return NO_FINDINGS
         features = OpenFeatures(acc, self._length)  # computes only what `when` reads

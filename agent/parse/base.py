@@ -15,7 +15,7 @@ from agent.parse.timestamps import TimestampError, TimestampReader, load_zone
 from agent.parse.values import CONVERTERS, plain, word
 from agent.types import Event, ParseFailure, RawLine
 
-__all__ = ["Parser"]
+__all__ = ["Parser", "field_value"]
 
 # A failure keeps a sample of the line for operators; a 1 MB garbage line must not be kept whole.
 FAILURE_TEXT_CHARS = 2000
@@ -96,6 +96,31 @@ class Parser:
         self._by_key = by_key
         self._lookups = tuple(lookups)
 
+    def plain_steps(self, fields: tuple[str, ...]) -> dict[str, _Step] | None:
+        """How each of `fields` (canonical names) is read, if each is read from one key of the
+        record, without dots, and the timestamp too: what agent/tally.py needs to read those
+        fields without the record. None otherwise."""
+        if self._ts_path is not None:
+            return None
+        out: dict[str, _Step] = {}
+        steps = {s.key: s for s in self._lookups}
+        for canonical in fields:
+            key = self.spec.fields.get(canonical, canonical)
+            step = self._by_key.get(key) or steps.get(key)
+            if step is None or step.path is not None or \
+                    READABLE_FIELDS[step.slot + 1] != canonical:
+                return None
+            out[canonical] = step
+        return out
+
+    @property
+    def ts_key(self) -> str:
+        return self._ts_key
+
+    @property
+    def times(self) -> TimestampReader:
+        return self._times
+
     @staticmethod
     def _check_names(spec: ParseSpec) -> None:
         for what, names in (("fields", spec.fields), ("values", spec.values)):
@@ -166,10 +191,7 @@ class Parser:
             if memo is not None and (type(value) is str or type(value) is int):
                 got = memo.get(value, _MISS)
                 if got is _MISS:
-                    got = _convert(step, value)
-                    if len(memo) >= _MEMO_SIZE:
-                        memo.clear()
-                    memo[value] = got
+                    got = _remember(step, memo, value)
             else:
                 got = _convert(step, value)
             if got is _BAD:
@@ -201,6 +223,27 @@ class Parser:
                 extra[step.key] = plain(value)
             elif got is not None:
                 found[step.slot] = got
+
+
+def field_value(step: _Step, value: Any) -> Any:
+    """What the field of `step` holds for the raw `value` (not None): exactly what `_build`
+    puts there, None where it puts the value in `extra` instead."""
+    memo = step.memo
+    if memo is not None and (type(value) is str or type(value) is int):
+        got = memo.get(value, _MISS)
+        if got is _MISS:
+            got = _remember(step, memo, value)
+    else:
+        got = _convert(step, value)
+    return None if got is _BAD else got
+
+
+def _remember(step: _Step, memo: dict[Any, Any], value: Any) -> Any:
+    got = _convert(step, value)
+    if len(memo) >= _MEMO_SIZE:
+        memo.clear()
+    memo[value] = got
+    return got
 
 
 def _convert(step: _Step, value: Any) -> Any:

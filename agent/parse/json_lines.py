@@ -41,6 +41,8 @@ _FAST_FAILS = (msgspec.DecodeError, RecursionError, ValueError)
 class JsonParser(Parser):
     """Reads lines like ``{"time": "2026-11-02 09:00:03", "fphm": "2431...", "cost": 230}``."""
 
+    float_hook = Decimal  # how numbers with a fraction or exponent are read
+
     def _record(self, text: str) -> Mapping[str, Any] | str:
         if text[:1] == "{":
             try:

@@ -53,7 +53,7 @@ from agent.sources.position import (
     locate,
     same_content,
 )
-from agent.types import RawLine
+from agent.types import LineBatch, RawLine
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +113,11 @@ class FileSource(Copies):
 
     def poll(self, max_lines: int = 20000) -> list[RawLine]:
         """New complete lines in file order, at most `max_lines`; the next poll continues."""
+        return self.read(max_lines).raw()
+
+    def read(self, max_lines: int = 20000) -> LineBatch:
+        """The same as poll(), as blocks of lines decoded together where it could (a consumer
+        that needs no RawLine per line reads them without one)."""
         first = not self._polled
         self._polled = True
         forced = first or bool(self._restore) or self._fds.refused > 0
@@ -122,7 +127,7 @@ class FileSource(Copies):
         if relist or not self._unchanged_in_place():
             self._list(first)
         self._follow_copies()
-        out: list[RawLine] = []
+        out = LineBatch()
         # Files that had read nothing and read lines in this poll, by head (b"" if shorter).
         fresh: dict[bytes, list[Tail]] = {}
         order = sorted(self._tails.values(), key=lambda t: not t.detached)
@@ -218,7 +223,11 @@ class FileSource(Copies):
         complete lines; each file's checkpoint moves past its line, so no later poll returns it
         again and text appended afterwards starts a new line.  For one-shot reading (replay),
         once poll() returns nothing; the daemon does not call it (it waits for the newline)."""
-        out: list[RawLine] = []
+        return self.flush_batch().raw()
+
+    def flush_batch(self) -> LineBatch:
+        """flush() as a LineBatch, as read() gives."""
+        out = LineBatch()
         for t in sorted(self._tails.values(), key=lambda t: not t.detached):
             if (t.pending or t.overlong) and (t.fd >= 0 or self._fds.reopen(t)):
                 self._lines.emit_pending(t, out)
@@ -396,7 +405,7 @@ class FileSource(Copies):
             else:
                 self._orphans.append(cp)
 
-    def _finish(self, t: Tail, out: list[RawLine]) -> None:
+    def _finish(self, t: Tail, out: LineBatch) -> None:
         """Let go of a rotated-away file that is fully read, returning its dangling line."""
         if t.pending or t.overlong:
             self._lines.emit_pending(t, out)

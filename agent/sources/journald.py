@@ -32,7 +32,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 
 from agent.sources.position import FileCheckpoint
-from agent.types import RawLine
+from agent.types import LineBatch, RawLine
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +143,13 @@ class JournalSource:
             return []
         return [FileCheckpoint(JOURNAL_ID, "journald", self.entries, self.entries, "",
                                self.cursor)]
+
+    def read(self, max_lines: int = 20000) -> LineBatch:
+        """poll() as a LineBatch, as FileSource.read gives."""
+        out = LineBatch()
+        for line in self.poll(max_lines):
+            out.append(line)
+        return out
 
     def poll(self, max_lines: int = 20000) -> list[RawLine]:
         """Entries as lines; the cursor moves to the last one handed out (what the daemon

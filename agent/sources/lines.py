@@ -1,9 +1,9 @@
 """Lines out of the bytes of a tailed file: split on newline bytes, decoded in bulk.
 
 Per line work is kept to the minimum (this is the hot path): a block of complete lines is
-decoded at once and split on newlines; only a block that does not decode, or may hold an
-overlong line, is taken line by line.  Lines whose bytes do not decode are kept (their starts)
-to suggest the encoding the file is likely in.
+decoded at once, split on newlines and handed out as one Block; only a block that does not
+decode, or may hold an overlong line, is taken line by line (RawLines).  Lines whose bytes do
+not decode are kept (their starts) to suggest the encoding the file is likely in.
 """
 
 from __future__ import annotations
@@ -12,10 +12,9 @@ import codecs
 import logging
 import os
 from collections import deque
-from itertools import count, repeat
 
 from agent.sources.position import PROBE, Tail
-from agent.types import RawLine
+from agent.types import Block, LineBatch, RawLine
 
 log = logging.getLogger("agent.sources.files")  # the source's own logger: one place to look
 
@@ -28,7 +27,7 @@ _HINT_MIN_LINES = 20
 
 
 class LineReader:
-    """Reads tails of the source `name` into RawLines, counting into `stats` (lines, truncated,
+    """Reads tails of the source `name` into LineBatches, counting into `stats` (lines, truncated,
     replaced).  `encoding` must be ASCII-compatible: lines are split on the byte 0x0A."""
 
     def __init__(self, name: str, encoding: str, max_line_bytes: int,
@@ -83,7 +82,7 @@ class LineReader:
                             "source's encoding to %s", self.name, self._bad_file, self._enc,
                             hint, hint)
 
-    def read(self, t: Tail, budget: int, out: list[RawLine]) -> None:
+    def read(self, t: Tail, budget: int, out: LineBatch) -> None:
         """Read t up to its known size, appending at most `budget` lines to `out`."""
         limit = len(out) + budget
         while len(out) < limit and t.read_pos < t.size:
@@ -108,7 +107,7 @@ class LineReader:
         if len(t.head) < PROBE and t.offset > len(t.head):
             t.head = os.pread(t.fd, min(PROBE, t.offset), 0)
 
-    def _split(self, t: Tail, data: bytes, budget: int, out: list[RawLine]) -> None:
+    def _split(self, t: Tail, data: bytes, budget: int, out: LineBatch) -> None:
         """Hand out the complete lines of `data` (which starts at t.offset); hold the rest."""
         last = data.rfind(b"\n")
         end = last + 1
@@ -131,7 +130,7 @@ class LineReader:
         else:
             t.pending = rest
 
-    def _emit(self, t: Tail, block: bytes, n: int, out: list[RawLine]) -> None:
+    def _emit(self, t: Tail, block: bytes, n: int, out: LineBatch) -> None:
         """Decode `block` (n lines, each ending in newline) in bulk; per line only if needed."""
         try:
             text = block.decode(self._enc)
@@ -145,8 +144,7 @@ class LineReader:
             fits = len(block) <= self._max or \
                 max(map(len, texts)) * _MAX_CHAR_BYTES <= self._max
             if fits and len(texts) == n:
-                out.extend(map(RawLine, repeat(self.name), repeat(t.shown),
-                               count(t.line_no + 1), texts))
+                out.add_block(Block(self.name, t.shown, t.line_no + 1, texts))
                 t.line_no += n
                 self.stats["lines"] += n
                 return
@@ -155,7 +153,7 @@ class LineReader:
             cut = len(raw) > self._max
             self._add(t, raw[:self._max] if cut else raw, cut, out)
 
-    def _add(self, t: Tail, raw: bytes, truncated: bool, out: list[RawLine]) -> None:
+    def _add(self, t: Tail, raw: bytes, truncated: bool, out: LineBatch) -> None:
         """One line decoded on its own (the slow path: a block did not decode, or was cut)."""
         text, replaced = self._decode(raw, truncated)
         if replaced:
@@ -180,7 +178,7 @@ class LineReader:
         except UnicodeDecodeError:
             return raw.decode(self._enc, "replace"), True
 
-    def emit_pending(self, t: Tail, out: list[RawLine]) -> None:
+    def emit_pending(self, t: Tail, out: LineBatch) -> None:
         """Hand out the held line as it is (an overlong line's prefix, or a dangling last line)."""
         raw = t.pending[:-1] if not t.overlong and t.pending.endswith(b"\r") else t.pending
         self._add(t, raw, t.overlong, out)
