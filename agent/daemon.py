@@ -234,26 +234,27 @@ class Daemon:
         busy = [fs.name for fs, got in batches if got]
         # the lines of a single source that only windows read are counted without Events
         tally = self.engine.tallies.get(busy[0]) if len(busy) == 1 else None
-        prepared = None
+        counted = None
         for fs, got in batches:
             for name, n in fs.take_counts().items():
                 self.counts.add(fs.name, name, n)
+            full = len(got) >= per_source or fs.backlog()
             if tally is not None and fs.name == tally.source:
-                prepared = tally.prepare(self.engine, got)
-                last = prepared.last
+                counted = got
+                last = tally.last_confirmed(self.engine, got) if full else None
             else:
                 events = list(self.engine.events(got.raw()))
                 streams.append(events)
                 last = events[-1][0] if events else None
             # a full batch, or lines the source knows of but could not read yet (files waiting
             # for a descriptor): time must not run ahead of them
-            if len(got) >= per_source or fs.backlog():
+            if full:
                 backlog = True
                 mark = last if last is not None else self.engine.watermarks.get(fs.name)
                 if mark is not None and (limit is None or mark < limit):
                     limit = mark
-        if tally is not None and prepared is not None:
-            tally.push(self.engine, prepared, limit)
+        if tally is not None and counted is not None:
+            tally.count(self.engine, counted, limit)
         for confirmed, ev in _merge(streams):
             self.engine.push(confirmed, ev, limit)
         if backlog:

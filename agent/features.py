@@ -117,6 +117,9 @@ class Latencies:
         return lat
 
 
+_STATUS, _CODE, _LEVEL, _LATENCY = (itemgetter(i) for i in range(4))  # of a row (add_rows)
+
+
 class _Acc:
     """Running counts of one open window: each event updates them in O(1)."""
 
@@ -150,6 +153,41 @@ class _Acc:
             codes = self.codes
             codes[code] = codes.get(code, 0) + 1
             self.coded += 1
+
+    def add_rows(self, rows: list[tuple[Any, ...]]) -> None:
+        """Count many events as add() counts them one by one, in order: each row begins with
+        (status, error code, level, latency). Each field is counted column-wise."""
+        self.count += len(rows)
+        statuses = self.statuses
+        by_status = Counter(map(_STATUS, rows))
+        if None in by_status:  # no status but an error code is a failure: row by row
+            for status, code, *_ in rows:
+                if status is None and code:
+                    status = "failed"
+                if status is not None:
+                    statuses["failed" if status in FAIL_STATUSES else status] += 1
+        else:  # statuses first seen first, as add() enters them
+            for status, n in by_status.items():
+                statuses["failed" if status in FAIL_STATUSES else status] += n
+        by_level = Counter(map(_LEVEL, rows))
+        by_level.pop(None, None)
+        for level, n in by_level.items():
+            if level.lower() in ERROR_LEVELS:
+                self.errors += n
+        latencies = [x for x in map(_LATENCY, rows) if x is not None]
+        lat = self.latencies
+        while latencies:  # compacted where add() would compact: the same state after
+            room = EXACT_LATENCIES + 1 - len(lat.exact)
+            lat.exact += latencies[:room]
+            latencies = latencies[room:]
+            if len(lat.exact) > EXACT_LATENCIES:
+                lat.compact()
+        found = Counter(c for c in map(_CODE, rows) if c)
+        if found:
+            codes = self.codes
+            for code, n in found.items():  # new codes in the order first seen, as add()
+                codes[code] = codes.get(code, 0) + n
+            self.coded += sum(found.values())
 
     def to_json(self) -> dict[str, Any]:
         return {"count": self.count, "statuses": dict(self.statuses), "errors": self.errors,

@@ -234,12 +234,11 @@ def drive_tally(loaded: LoadedConfig, engine: Engine, tally: Tally,
     same decisions, without an Event per line."""
     last = newest = None
     for batch in batches:
-        prepared = tally.prepare(engine, batch)
-        tally.push(engine, prepared)
-        if prepared.last is not None:
-            last = prepared.last
-        if prepared.newest is not None and (newest is None or prepared.newest > newest):
-            newest = prepared.newest
+        counted = tally.count(engine, batch)
+        if counted.last is not None:
+            last = counted.last
+        if counted.newest is not None and (newest is None or counted.newest > newest):
+            newest = counted.newest
         if emit is not None and engine.transitions:
             emit()
     return _drive_end(loaded, engine, last, newest, until, emit)

@@ -16,43 +16,34 @@ sources, a daemon step where more than one file grew), the engine takes the usua
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import msgspec
 
 from agent.detect.absence import AbsenceRule
 from agent.detect.base import Detector
+from agent.features import _Acc
 from agent.parse.base import Parser, field_value
 from agent.parse.json_lines import JsonParser
-from agent.types import Block, Event, LineBatch
+from agent.types import Block, Event, LineBatch, RawLine
 
 if TYPE_CHECKING:
     from agent.pipeline import Engine
 
-__all__ = ["Prepared", "Tally", "tally_for"]
+__all__ = ["Counted", "Tally", "tally_for"]
 
 # the fields windows count (agent/features.py _Acc.add), in the order it takes them
 COUNTED = ("status", "error_code", "level", "latency_ms")
-_MISS: Any = object()
 _NONE = float("-inf")
 _MEMO_SIZE = 4096  # raw values kept per field, as the parser's memo keeps them
 
-# one line counted: (confirmed time, its POSIX time, the line's POSIX time, the line's time,
-# status, error code, level, latency)
-Item = tuple[datetime, float, float, datetime, Any, Any, Any, Any]
+class Counted(NamedTuple):
+    """What `Tally.count` saw of a batch."""
 
-
-class Prepared:
-    """A batch's lines read and confirmed (`Tally.prepare`), waiting to be counted (`push`)."""
-
-    __slots__ = ("items", "last", "newest")
-
-    def __init__(self) -> None:
-        self.items: list[Item] = []
-        self.last: datetime | None = None  # the confirmed time of the last line
-        self.newest: datetime | None = None  # the latest line time
+    last: datetime | None  # the time the last line confirmed
+    newest: datetime | None  # the latest line time
 
 
 def tally_for(parser: Parser, watchers: Sequence[Detector] = (),
@@ -108,70 +99,22 @@ class Tally:
         # memo has it but without its marker for refused values
         self._memos: tuple[dict[Any, Any], ...] = ({}, {}, {}, {})
 
-    def prepare(self, engine: "Engine", batch: LineBatch) -> Prepared:
-        """Read each line of `batch` and confirm its time (as `Engine.events` does); lines the
-        fast reading does not take go through the parser, failures are counted there."""
-        out = Prepared()
-        items = out.items
-        add = items.append
+    def count(self, engine: "Engine", batch: LineBatch,
+              limit: datetime | None = None) -> Counted:
+        """Read each line of `batch`, confirm its time (as `Engine.events` does), advance time
+        to it (no further than `limit`) and count it into its window (as `Engine.push` does).
+        Lines the fast reading does not take go through the parser, which counts failures."""
         decode = self._decode
-        read = self.parser.times.read
+        reader = self.parser.times
+        read = reader.read
+        # the reader's own cache and bound, read here to spare a call per line: a cached time
+        # within the bound is what read() returns; anything else is asked of read()
+        cache, bound = reader.cache, reader.bound
         st_step, code_step, lvl_step, lat_step = self._steps
         st_memo, code_memo, lvl_memo, lat_memo = self._memos
         confirm = engine.confirmer(self.source)
         prev, last = confirm.prev, confirm.last
-        prev_e = last_e = 0.0 if last is None else last.timestamp()
-        newest = None
-        for part in batch.parts:
-            texts = part.texts if type(part) is Block else (part.text,)  # type: ignore[union-attr]
-            for i, text in enumerate(texts):
-                try:
-                    if text[:1] != "{":
-                        raise ValueError
-                    rec = decode(text)
-                    ts = read(rec.ts)
-                    t = ts.timestamp()
-                    st = rec.status
-                    if st is not None:
-                        got = st_memo.get(st, _MISS) if type(st) is str else _MISS
-                        st = _learn(st_memo, st_step, st) if got is _MISS else got
-                    code = rec.error_code
-                    if code is not None:
-                        got = code_memo.get(code, _MISS) if type(code) is str else _MISS
-                        code = _learn(code_memo, code_step, code) if got is _MISS else got
-                    lvl = rec.level
-                    if lvl is not None:
-                        got = lvl_memo.get(lvl, _MISS) if type(lvl) is str else _MISS
-                        lvl = _learn(lvl_memo, lvl_step, lvl) if got is _MISS else got
-                    lat = rec.latency_ms
-                    if lat is not None:
-                        got = lat_memo.get(lat, _MISS) if type(lat) is int else _MISS
-                        lat = _learn(lat_memo, lat_step, lat) if got is _MISS else got
-                except Exception:  # noqa: BLE001 - the parser reads it, and says what is wrong
-                    got = engine.parse(part.line(i) if type(part) is Block
-                                       else part)  # type: ignore[arg-type]
-                    if not isinstance(got, Event):
-                        continue
-                    ts = got.ts  # type: ignore[assignment]
-                    t = ts.timestamp()
-                    st, code, lvl, lat = got.status, got.error_code, got.level, got.latency_ms
-                # confirmed as agent.pipeline.Confirmed.push does
-                prev, prev_e, last, last_e = last, last_e, ts, t
-                if prev is None or ts < prev:
-                    add((ts, t, t, ts, st, code, lvl, lat))
-                else:
-                    add((prev, prev_e, t, ts, st, code, lvl, lat))
-                if newest is None or ts > newest:
-                    newest = ts
-        confirm.prev, confirm.last = prev, last
-        if items:
-            out.last = items[-1][0]
-        out.newest = newest
-        return out
-
-    def push(self, engine: "Engine", prepared: Prepared, limit: datetime | None = None) -> None:
-        """Count the prepared lines, advancing time before each as `Engine.push` does (no
-        further than `limit`)."""
+        last_e = 0.0 if last is None else last.timestamp()
         source = self.source
         windows = engine.windows
         current = windows.current(source)
@@ -182,55 +125,148 @@ class Tally:
         wm = engine.watermarks.get(source)
         late = 0
         counted = False
-        # the times each absence rule is shown, handed over before windows close
-        watched: list[tuple[int, Any, list[datetime], AbsenceRule]] = [
-            (idx, value, [], rule) for rule, idx, value in self.watched]
-        for conf, conf_e, t, ts, st, code, lvl, lat in prepared.items:
-            if limit is None or conf < limit:
-                if due is None or conf_e >= due:
-                    Tally._show(watched)
-                    engine.advance(conf)
+        ts: datetime
+        conf: datetime
+        newest: datetime | None = None
+        # the lines counted into `acc` not handed to it yet: (status, code, level, latency,
+        # time); they go to the window and the absence rules before windows close and when
+        # the next line falls in another window
+        run: list[tuple[Any, Any, Any, Any, datetime]] = []
+        add = run.append
+        for part in batch.parts:
+            texts = part.texts if type(part) is Block else (part.text,)  # type: ignore[union-attr]
+            for i, text in enumerate(texts):
+                try:
+                    # what this decoder accepts the parser's reads the same (a byte-order mark
+                    # or a non-object is refused by both)
+                    rec = decode(text)
+                    known = cache.get(rec.ts)
+                    if known is None or known > bound:
+                        known = read(rec.ts)
+                        bound = reader.bound
+                    t = known._epoch
+                    ts = known
+                    # each field through its memo: the text fields' memos hold only texts (a
+                    # number or a boolean never equals a key), the latency's only integers
+                    st = rec.status
+                    if st is not None:
+                        try:
+                            st = st_memo[st]
+                        except KeyError:
+                            st = _learn(st_memo, str, st_step, st)
+                    code = rec.error_code
+                    if code is not None:
+                        try:
+                            code = code_memo[code]
+                        except KeyError:
+                            code = _learn(code_memo, str, code_step, code)
+                    lvl = rec.level
+                    if lvl is not None:
+                        try:
+                            lvl = lvl_memo[lvl]
+                        except KeyError:
+                            lvl = _learn(lvl_memo, str, lvl_step, lvl)
+                    lat = rec.latency_ms
+                    if lat is not None:
+                        if type(lat) is int:
+                            try:
+                                lat = lat_memo[lat]
+                            except KeyError:
+                                lat = _learn(lat_memo, int, lat_step, lat)
+                        else:
+                            lat = field_value(lat_step, lat)
+                except Exception:  # noqa: BLE001 - the parser reads it, and says what is wrong
+                    got = engine.parse(part.line(i) if type(part) is Block
+                                       else part)  # type: ignore[arg-type]
+                    if not isinstance(got, Event):
+                        continue
+                    ts = got.ts
+                    t = ts.timestamp()
+                    st, code, lvl, lat = got.status, got.error_code, got.level, got.latency_ms
+                if newest is None or ts > newest:
+                    newest = ts
+                # confirmed as agent.pipeline.Confirmed.push does
+                prev = last
+                prev_e = last_e
+                last = ts
+                last_e = t
+                if prev is None or ts < prev:
+                    conf, conf_e = ts, t
+                else:
+                    conf, conf_e = prev, prev_e
+                # time advances to it first, as in Engine.push
+                if limit is None or conf < limit:
+                    if due is None or conf_e >= due:
+                        if run:
+                            self._hand(acc, run)  # type: ignore[arg-type]
+                        engine.advance(conf)
+                        due, hi = engine.due, _NONE
+                elif due is None or limit_e >= due:
+                    if run:
+                        self._hand(acc, run)  # type: ignore[arg-type]
+                    engine.advance(limit)
                     due, hi = engine.due, _NONE
-            elif due is None or limit_e >= due:
-                Tally._show(watched)
-                engine.advance(limit)
-                due, hi = engine.due, _NONE
-            if not lo <= t < hi:
-                slot = windows.open_slot(source, t)
-                if slot is None:
-                    late += 1
-                    if wm is None or conf > wm:
-                        wm = conf
-                    continue
-                lo, hi, acc = slot
-            acc.add(st, code, lvl, lat)  # type: ignore[union-attr]
-            counted = True
-            for idx, value, times, _ in watched:
-                if idx < 0 or (st, code, lvl, lat)[idx] == value:
-                    times.append(ts)
-            if wm is None or conf > wm:
-                wm = conf
-        Tally._show(watched)
+                if wm is None or conf > wm:
+                    wm = conf
+                if not lo <= t < hi:
+                    if run:
+                        self._hand(acc, run)  # type: ignore[arg-type]
+                    slot = windows.open_slot(source, t)
+                    if slot is None:
+                        late += 1
+                        continue
+                    lo, hi, acc = slot
+                add((st, code, lvl, lat, ts))
+                counted = True
+        if run:
+            self._hand(acc, run)  # type: ignore[arg-type]
+        confirm.prev, confirm.last = prev, last
         if wm is not None:
             engine.watermarks[source] = wm
         if late:
             engine.counts.add(source, "late", late)
         if counted:
             windows.counted(lo, acc)  # type: ignore[arg-type]
+        return Counted(conf if newest is not None else None, newest)
 
+    def last_confirmed(self, engine: "Engine", batch: LineBatch) -> datetime | None:
+        """The time `batch`'s last line will confirm once counted (None without a line that
+        parses): what the daemon bounds time by while a source catches up. Reads only the last
+        lines, with the parser, counting nothing."""
+        times: list[datetime] = []
+        for part in reversed(batch.parts):
+            lines: Iterable[RawLine] = (
+                (part.line(i) for i in range(len(part.texts) - 1, -1, -1))
+                if isinstance(part, Block) else (part,))
+            for raw in lines:
+                got = self.parser.parse(raw)
+                if isinstance(got, Event):
+                    times.append(got.ts)
+                    if len(times) == 2:
+                        break
+            if len(times) == 2:
+                break
+        if not times:
+            return None
+        prev = times[1] if len(times) == 2 else engine.confirmer(self.source).last
+        return times[0] if prev is None or times[0] < prev else prev
 
-    @staticmethod
-    def _show(watched: list[tuple[int, Any, list[datetime], AbsenceRule]]) -> None:
-        for _, _, times, rule in watched:
+    def _hand(self, acc: _Acc, run: list[tuple[Any, Any, Any, Any, datetime]]) -> None:
+        """Count `run` into its window and show the absence rules its matching lines, in line
+        order; empty it."""
+        acc.add_rows(run)
+        for rule, idx, value in self.watched:
+            times = [row[4] for row in run] if idx < 0 else \
+                [row[4] for row in run if row[idx] == value]
             if times:
                 rule.saw(times)
-                times.clear()
+        run.clear()
 
 
-def _learn(memo: dict[Any, Any], step: Any, value: Any) -> Any:
-    """The field's value for `value`, remembered when it is of the memo's type."""
+def _learn(memo: dict[Any, Any], kind: type, step: Any, value: Any) -> Any:
+    """The field's value for `value`, remembered when it is of the memo's `kind` exactly."""
     got = field_value(step, value)
-    if type(value) is str or type(value) is int:
+    if type(value) is kind:
         if len(memo) >= _MEMO_SIZE:
             memo.clear()
         memo[value] = got

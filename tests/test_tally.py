@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 import agent.pipeline as pipeline
 from agent.demo import prepare
+from agent.features import _Acc, compute_features
 from agent.notify.render import jsonl_record
 from agent.pipeline import Engine
 from agent.replay import configured_files, replay
@@ -94,7 +95,8 @@ def reference(monkeypatch: pytest.MonkeyPatch) -> None:
 
 TIMES = st.integers(-400, 7200).map(lambda s: T0 + timedelta(seconds=s))
 VALUES: dict[str, Any] = {
-    "result": st.sampled_from(["成功", "失败", "超时", "OK", "1", 1, True, None, "", [1], {"a": 1}]),
+    "result": st.sampled_from(["成功", "失败", "超时", "OK", "1", 1, True, None, "", [1],
+                               {"a": 1}]),
     "cost": st.one_of(st.sampled_from([None, True, "abc", "300", "", [2], -5]),
                       st.integers(0, 5000), st.floats(0, 5000, allow_nan=False),
                       st.decimals(0, 5000, places=2).map(str)),
@@ -130,6 +132,7 @@ def json_line(draw: st.DrawFn) -> str:
 BROKEN = st.sampled_from([
     "", "   ", "not json", "[1, 2]", '{"time": }', '"text"', "null",
     '\ufeff{"time": "2026-11-02 09:00:01", "result": "成功"}',  # a byte-order mark
+    ' \t{"time": "2026-11-02 09:00:01", "result": "成功"} ',  # blanks around the object
     '{"time": "2026-11-02 09:00:02", "result": "a\tb"}',  # a raw tab: the stdlib reads it
     '{"time": "2026-11-02 09:00:03", "cost": NaN}',
     '{"time": "2026-11-02 09:00:04"} {"time": "2026-11-02 09:00:05"}',
@@ -171,7 +174,8 @@ def decided(config: Path, batches: list[LineBatch], counting: bool,
     assert tally is not None, "the counting path applies to this config"
     for batch in batches:
         if counting:
-            tally.push(engine, tally.prepare(engine, batch), limit)
+            mark = tally.last_confirmed(engine, batch)  # what the daemon bounds time by
+            assert tally.count(engine, batch, limit).last == mark
         else:
             for confirmed, ev in engine.events(batch.raw()):
                 engine.push(confirmed, ev, limit)
@@ -293,3 +297,29 @@ def test_the_daemon_counting_lines_decides_as_replay_without_it(tmp_path, agents
                       config, "SELECT ts, rule, state FROM alert_log WHERE reason != "
                               "'repeat interval elapsed'"))
     assert live == expected
+
+
+ROWS = st.lists(st.tuples(
+    st.sampled_from([None, "ok", "failed", "error", "timeout", "pending", "weird"]),
+    st.sampled_from([None, "", "E1001", "E2002", "E3003"]),
+    st.sampled_from([None, "info", "ERROR", "Crit", "warn"]),
+    st.one_of(st.none(), st.floats(0, 1e6, allow_nan=False)),
+    st.none()), max_size=300)
+
+
+@settings(max_examples=80, deadline=None)
+@given(runs=st.lists(ROWS, max_size=12), pad=st.integers(0, 2100))
+def test_a_run_of_rows_counts_as_its_events_one_by_one(runs, pad):
+    """Columns counted at once leave a window exactly as counting each event does, also where
+    the latencies pass the exact-sample limit and are moved to buckets."""
+    one, many = _Acc(), _Acc()
+    for acc in (one, many):
+        for i in range(pad):
+            acc.add("ok", None, None, float(i % 97))
+    for rows in runs:
+        for status, code, level, latency, _ in rows:
+            one.add(status, code, level, latency)
+        many.add_rows(rows)
+    assert json.dumps(many.to_json()) == json.dumps(one.to_json())
+    assert compute_features(many, timedelta(minutes=5)) == \
+        compute_features(one, timedelta(minutes=5))
