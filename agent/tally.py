@@ -259,7 +259,7 @@ class Tally:
             times = [row[4] for row in run] if idx < 0 else \
                 [row[4] for row in run if row[idx] == value]
             if times:
-                rule.saw(times)
+                rule.saw_window(times)  # a run is one window's
         run.clear()
 
 

@@ -11,6 +11,7 @@ import textwrap
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
@@ -19,11 +20,11 @@ from hypothesis import strategies as st
 
 import agent.pipeline as pipeline
 from agent.demo import prepare
+from agent.detect.absence import AbsenceConfig, AbsenceRule
 from agent.features import _Acc, compute_features
 from agent.notify.render import jsonl_record
 from agent.pipeline import Engine
 from agent.replay import configured_files, replay
-from agent.simulator import write_upload_lines
 from agent.sources.files import FileSource
 from agent.types import Block, LineBatch
 from agent.wiring import load_all
@@ -238,8 +239,9 @@ def test_a_replay_of_the_simulated_day_decides_the_same_both_ways(tmp_path, monk
     data.pop("model", None)
     config.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     (tmp_path / "rules" / "invoice.yaml").unlink()
-    log = config.parent / "logs" / "upload.log"
-    write_upload_lines(log, 60_000)
+    log = config.parent / "logs" / "upload.log"  # the demo day's, with its incidents
+    with log.open("a", encoding="utf-8") as f:  # and a day of steady uploads after
+        f.write(_steady_day())
 
     def replayed() -> tuple[list[str], dict[str, dict[str, int]], int]:
         loaded, rules = load_all(config, notify=False, batch=True)
@@ -254,7 +256,19 @@ def test_a_replay_of_the_simulated_day_decides_the_same_both_ways(tmp_path, monk
     with monkeypatch.context() as m:
         reference(m)
         assert counted == replayed()
-    assert counted[1]["upload"]["lines"] == 60_000 and counted[2] > 0
+    assert counted[1]["upload"]["lines"] > 20_000 and counted[2] > 0
+    fired = {json.loads(t)["rule"] for t in counted[0]}
+    assert {"upload_outage", "upload_latency"} <= fired, fired
+
+
+def _steady_day() -> str:
+    """A day after the demo's of an upload every 4 s, a few failing: blocks of plain lines."""
+    start = datetime(2026, 11, 3, 0, 0, tzinfo=TZ)
+    return "".join(json.dumps({"time": (start + timedelta(seconds=s)).strftime(
+        "%Y-%m-%d %H:%M:%S"), "action": "upload", "fphm": str(10**15 + s),
+        "result": "失败" if s % 400 == 0 else "成功", "cost": 200 + s % 300,
+        "code": "1001" if s % 400 == 0 else None}, ensure_ascii=False) + "\n"
+        for s in range(0, 86400, 4))
 
 
 def test_the_daemon_counting_lines_decides_as_replay_without_it(tmp_path, agents, monkeypatch):
@@ -323,3 +337,33 @@ def test_a_run_of_rows_counts_as_its_events_one_by_one(runs, pad):
     assert json.dumps(many.to_json()) == json.dumps(one.to_json())
     assert compute_features(many, timedelta(minutes=5)) == \
         compute_features(one, timedelta(minutes=5))
+
+
+NEW_YORK = ZoneInfo("America/New_York")
+FOLD = datetime(2026, 11, 1, 5, 0, tzinfo=timezone.utc).timestamp()  # 01:00 EDT, then EST
+
+
+@settings(max_examples=150, deadline=None)
+@given(window=st.integers(-30, 30), offsets=st.lists(st.integers(0, 299), min_size=1,
+                                                        max_size=20),
+       closed=st.one_of(st.none(), st.integers(-9000, 9000)),
+       before=st.one_of(st.none(), st.integers(-9000, 9000)))
+def test_an_absence_rule_shown_a_window_at_once_keeps_what_it_keeps_line_by_line(
+        window, offsets, closed, before):
+    """Around the hour New York repeats: its times compare by the clock on the wall."""
+    config = AbsenceConfig.model_validate({"name": "quiet", "type": "absence",
+                                           "source": "upload", "for": "15m",
+                                           "summary": {"en": "quiet"}})
+    start = FOLD + window * 300
+    times = [datetime.fromtimestamp(start + o, NEW_YORK) for o in offsets]
+    rules = [AbsenceRule(config, timedelta(minutes=5), "America/New_York") for _ in range(2)]
+    for rule in rules:
+        if closed is not None:
+            rule._closed_until = datetime.fromtimestamp(FOLD + closed, NEW_YORK)
+        if before is not None:
+            rule._ahead[start] = datetime.fromtimestamp(FOLD + before, NEW_YORK)
+    rules[0].saw(times)
+    rules[1].saw_window(times)
+    assert rules[1].state() == rules[0].state()
+    assert [(t, t.fold) for t in rules[1]._ahead.values()] == \
+        [(t, t.fold) for t in rules[0]._ahead.values()]

@@ -104,6 +104,20 @@ class AbsenceRule(Detector):
             if seen is None or ts > seen:
                 ahead[start] = ts
 
+    def saw_window(self, times: list[datetime]) -> None:
+        """saw(times) for times that all fall in one window, in line order: the same state,
+        from their latest (the first of equals, as saw() keeps it)."""
+        closed = self._closed_until
+        if closed is not None and min(times) < closed:
+            self.saw(times)
+            return
+        t = times[0].timestamp()
+        start = t - t % self._len
+        latest = max(times)
+        seen = self._ahead.get(start)
+        if seen is None or latest > seen:
+            self._ahead[start] = latest
+
     def _see(self, ts: datetime) -> None:
         if self.last_seen is None or ts > self.last_seen:
             self.last_seen = ts
