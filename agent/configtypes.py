@@ -66,6 +66,15 @@ MAX_COMMIT_INTERVAL = timedelta(minutes=1)
 CommitInterval = Annotated[PositiveDuration, AfterValidator(_commit_interval)]
 
 
+def _read_interval(v: timedelta) -> timedelta:
+    if v > timedelta(seconds=1):
+        raise ValueError("must be at most 1s: lines written meanwhile wait that long to be read")
+    return v
+
+
+ReadInterval = Annotated[NonNegativeDuration, AfterValidator(_read_interval)]
+
+
 def mask_credentials(text: str) -> str:
     """`mailto://user:pass@host` -> `mailto://****:****@host`, wherever it occurs in `text`."""
     return _CREDENTIALS.sub(

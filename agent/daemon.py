@@ -30,13 +30,12 @@ from agent.configwatch import ConfigWatch
 from agent.counting import Counts
 from agent.detect.model import ModelDetector
 from agent.eventclock import EventClock, boot_clock
+from agent.notify.about_agent import agent_messages
 from agent.notify.console import print_transition
 from agent.notify.outbox import Dispatcher
-from agent.notify.render import truncate_utf8
-from agent.notify.sender import AppriseSender
 from agent.observe import Observer
 from agent.sources.watch import Waker
-from agent.store import DB_NAME, Batch, OutboxMessage
+from agent.store import DB_NAME, Batch
 from agent.store.group import CommitGroup
 from agent.store.guard import StateLock, open_state, state_unwritable
 from agent.training.retrain import Retrainer
@@ -78,6 +77,7 @@ class Daemon:
         self.observer = Observer(self.started)  # /healthz, /metrics, /status (config `http:`)
         self.group = CommitGroup(0.0, 1)  # set from the config by _build
         self.clock = EventClock()  # the wall clock, trusted as far as the boot clock agrees
+        self._step_began, self._step_read = 0.0, 0  # when the last step began, lines it read
         self._build()
         if state_notes:
             self._tell("state", state_notes)
@@ -204,6 +204,7 @@ class Daemon:
                 self._refresh_waker()
                 self._tend_model()
                 if not backlog and not self._stop:
+                    self._pace()
                     self.waker.wait(self.group.wait(
                         self._engine_pending(), self.loaded.config.poll_interval.total_seconds()))
         except sqlite3.OperationalError as exc:
@@ -218,10 +219,22 @@ class Daemon:
             log.info("stopped (%s)", getattr(self, "_stop_reason", "asked to stop"))
         return code
 
+    def _pace(self) -> None:
+        """After a step that read lines, let `read_interval` pass since it began before the
+        next: lines written meanwhile are read together (a wake-up costs far more than a
+        line). After a step that read nothing, or as soon as a file is created (one created
+        and deleted at once must still be opened), the next step reads at once."""
+        if self._step_read:
+            rest = self._step_began + self.loaded.config.read_interval.total_seconds() \
+                - time.monotonic()
+            if rest > 0:
+                self.waker.pace(rest)
+
     def step(self, now: datetime | None = None, boot: float | None = None) -> bool:
         """One batch: read, decide, commit when due, deliver. True if files still hold unread
         lines. `now` and `boot` stand for the wall and the boot clock (tests): a `now` given
         alone is followed as it is."""
+        self._step_began = time.monotonic()
         per_source = max(1, self.loaded.config.batch_lines // max(1, len(self.sources)))
         if self.store.silences.changed():  # `invoice-agent silence` wrote: honoured at once
             self.engine.set_silences(self.store.silences.all())
@@ -230,7 +243,7 @@ class Daemon:
         limit: datetime | None = None  # catching up: time moves as far as the slowest source
         backlog = False
         batches = [(fs, fs.read(per_source)) for fs in self.sources]
-        read = sum(len(got) for _, got in batches)
+        read = self._step_read = sum(len(got) for _, got in batches)
         busy = [fs.name for fs, got in batches if got]
         # the lines of a single source that only windows read are counted without Events
         tally = self.engine.tallies.get(busy[0]) if len(busy) == 1 else None
@@ -435,23 +448,3 @@ def _merge(streams: list[list[tuple[datetime, Event]]]) -> Iterable[tuple[dateti
     if len(nonempty) <= 1:
         return nonempty[0] if nonempty else []
     return heapq.merge(*nonempty, key=itemgetter(0))
-
-
-AGENT_TITLES = {
-    "config": {"zh": "【配置错误】invoice-agent 拒绝了修改后的配置/规则，继续使用之前的",
-               "en": "[CONFIG BROKEN] invoice-agent refused the edited config/rules; the "
-                     "previous ones keep running"},
-    "state": {"zh": "【状态库】invoice-agent 的状态数据库已重建",
-              "en": "[STATE] invoice-agent started a fresh state database"},
-}
-
-
-def agent_messages(sender: AppriseSender, language: str, what: str,
-                   lines: list[str]) -> list[OutboxMessage]:
-    """One notification about the agent itself, to every target warnings go to."""
-    body = "\n".join(lines[:20])
-    if len(lines) > 20:
-        body += f"\n... +{len(lines) - 20}"
-    body = truncate_utf8(body, 1800)
-    return [OutboxMessage(f"agent:{what}", "warning", AGENT_TITLES[what][language], body, key)
-            for key in sender.target_keys("warning")]

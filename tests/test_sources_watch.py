@@ -362,3 +362,39 @@ def test_lost_events_make_every_source_list(tmp_path):
         assert texts(src.poll()) == ["a"]
     finally:
         waker.stop()
+
+
+@pytest.mark.skipif(not inotify.AVAILABLE, reason="no inotify")
+def test_pacing_sleeps_through_writes_and_ends_when_a_file_is_created(tmp_path):
+    """What the daemon waits on between reads of a busy log (`read_interval`): a log written
+    every 5 ms does not end it, a new file does at once (a file created and deleted quickly
+    must still be opened), and the writes are still there for the next wait."""
+    log = tmp_path / "upload.log"
+    log.write_text("", encoding="utf-8")
+    waker = Waker([str(tmp_path)])
+    waker.start()
+    stop = threading.Event()
+
+    def writer() -> None:
+        while not stop.is_set():
+            append(log, "x\n")
+            time.sleep(0.005)
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        for _ in range(3):
+            began = time.monotonic()
+            waker.pace(0.3)
+            assert time.monotonic() - began >= 0.29  # ~60 writes slept through
+        assert waker.wait(0)  # and they wake the next wait
+        created = append_later(tmp_path / "upload.log.new", "first\n", 0.05)
+        began = time.monotonic()
+        waker.pace(5.0)
+        assert time.monotonic() - began < 2.0
+        created.join()
+    finally:
+        stop.set()
+        t.join()
+        waker.stop()
+    waker.pace(0.2)  # stopped: returns at once, nothing to wait on

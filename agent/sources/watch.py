@@ -60,6 +60,10 @@ class Waker:
         self._lost = False  # a watch ended (folder deleted, moved away, unmounted)
         self._pipe: tuple[int, int] | None = None  # wake-up pipe (read end, write end)
         self._poller: select.poll | None = None  # the pipe and the inotify descriptor
+        # a second inotify instance told only of names coming (created, moved in), and a
+        # poller of it and the pipe: what `pace` waits on
+        self._names: inotify.Inotify | None = None
+        self._name_poller: select.poll | None = None
         self._event = threading.Event()  # watchdog's threads set it
         self._observer: BaseObserver | None = None  # watchdog's, without inotify
 
@@ -113,6 +117,20 @@ class Waker:
             self._read_events()
         return True
 
+    def pace(self, timeout: float) -> None:
+        """Block up to `timeout` seconds, unless a file is created or moved into a watched
+        folder (or `wake` is called): writes to files alone do not end it, their events wait
+        for the next `wait`. Returns at once without inotify, and once after any name came
+        since the last call."""
+        names, poller = self._names, self._name_poller
+        if names is None or poller is None:
+            return
+        if poller.poll(max(0, math.ceil(timeout * 1000))):
+            with self._lock:
+                if self._names is not None:
+                    for _ in self._names.read():  # noted by the other instance, for `wait`
+                        pass
+
     def alive(self) -> bool:
         """True while every directory watch still works.  A watch ends when its directory is
         deleted or moved away; recreate the Waker then."""
@@ -142,7 +160,10 @@ class Waker:
             obs.stop()
             obs.join(timeout=5)
         with self._lock:
-            self._poller = None
+            self._poller = self._name_poller = None
+            if self._names is not None:
+                self._names.close()
+                self._names = None
             ino, self._ino = self._ino, None
             pipe, self._pipe = self._pipe, None
             if ino is not None:
@@ -180,6 +201,25 @@ class Waker:
             self._folders[wd] = folder
             self._changes.watch(id(self), folder)
         self._changes.reads(id(self), self._catch_up)
+        self._watch_names(r)
+
+    def _watch_names(self, pipe: int) -> None:
+        """The instance `pace` waits on, watching the folders the main one watches; none when
+        the kernel refuses any of it (then `pace` does not wait)."""
+        try:
+            names = inotify.Inotify()
+        except OSError:
+            return
+        try:
+            for folder in self._folders.values():
+                names.add(folder, inotify.CREATE | inotify.MOVED_TO)
+        except OSError:
+            names.close()
+            return
+        self._names = names
+        self._name_poller = select.poll()
+        self._name_poller.register(pipe, select.POLLIN)
+        self._name_poller.register(names.fd, select.POLLIN)
 
     def _catch_up(self) -> None:
         """Note the events queued now, without waiting (for the sources, before they decide
