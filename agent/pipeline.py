@@ -142,10 +142,10 @@ class Engine:
         # the sources whose lines only windows read, counted without an Event (agent/tally.py)
         self.tallies: dict[str, Tally] = {}
         for s, parser in self.parsers.items():
-            if s in self._early or (ledger is not None and s in ledger.sources):
+            if ledger is not None and s in ledger.sources:
                 continue
             tally = tally_for(parser, [d for _, d in self._on_event.get(s, ())],
-                              cfg.window.total_seconds())
+                              cfg.window.total_seconds(), self._early.get(s))
             if tally is not None:
                 self.tallies[s] = tally
         self.book = AlertBook({d.name: d for d in detectors}, cfg.notify.repeat_interval,
@@ -249,12 +249,19 @@ class Engine:
         if findings:
             self._decide(findings)
 
+    def decide_placed(self, placed: Placed) -> None:
+        """Findings at one line, with their rules' places (agent/tally.py)."""
+        self._decide(_in_order(placed))
+
     def _decide(self, findings: list[Finding]) -> None:
         transitions, changed = self.book.process(findings)
         if transitions:
             self.transitions.extend(transitions)
             self.router.add(transitions)
         self.changed.extend(changed)
+
+    def eval_failed(self, d: Detector, exc: ValueError) -> None:
+        self._eval_failed(d, exc)
 
     def _eval_failed(self, d: Detector, exc: ValueError) -> None:
         self.counts.add("rule:" + d.name, "eval_errors")

@@ -24,6 +24,8 @@ import msgspec
 
 from agent.detect.absence import AbsenceRule
 from agent.detect.base import Detector
+from agent.detect.threshold import SourceThresholds
+from agent.detect.when import changes_of
 from agent.features import _Acc
 from agent.parse.base import Parser, field_value
 from agent.parse.json_lines import JsonParser
@@ -37,6 +39,8 @@ __all__ = ["Counted", "Tally", "tally_for"]
 # the fields windows count (agent/features.py _Acc.add), in the order it takes them
 COUNTED = ("status", "error_code", "level", "latency_ms")
 _NONE = float("-inf")
+_new_event = tuple.__new__
+_NO_EXTRA = Event._field_defaults["extra"]
 _MEMO_SIZE = 4096  # raw values kept per field, as the parser's memo keeps them
 
 class Counted(NamedTuple):
@@ -46,8 +50,8 @@ class Counted(NamedTuple):
     newest: datetime | None  # the latest line time
 
 
-def tally_for(parser: Parser, watchers: Sequence[Detector] = (),
-              window: float = 0.0) -> "Tally | None":
+def tally_for(parser: Parser, watchers: Sequence[Detector] = (), window: float = 0.0,
+              early: SourceThresholds | None = None) -> "Tally | None":
     """A Tally for the source of `parser`, or None when its lines cannot be read without their
     record: not JSON, a field reached through a dotted key, two fields (or the timestamp) read
     from the same key, or a detector that must see its events (`watchers`) other than an
@@ -71,15 +75,20 @@ def tally_for(parser: Parser, watchers: Sequence[Detector] = (),
             continue  # another source's name: it never matches this source's events
         watched.append((d, COUNTED.index(match[0][0]) if match else -1,
                         match[0][1] if match else None))
-    return Tally(parser, keys, watched)
+    return Tally(parser, keys, watched, early)
 
 
 class Tally:
     """Reads and counts one JSON source's lines for the windows (see the module's text)."""
 
     def __init__(self, parser: JsonParser, keys: list[str],
-                 watched: list[tuple[AbsenceRule, int, Any]]) -> None:
+                 watched: list[tuple[AbsenceRule, int, Any]],
+                 early: SourceThresholds | None = None) -> None:
         self.parser = parser
+        # the source's early threshold rules: judged at the lines that change what they read
+        # (an Event is made for those lines only)
+        self.early = early
+        self._bits: dict[tuple[Any, Any, Any, bool], int] = {}  # what a line's values change
         # absence rules shown the source's events: (rule, the index in COUNTED of the field it
         # matches or -1 for every event, the value it matches)
         self.watched = watched
@@ -128,6 +137,8 @@ class Tally:
         ts: datetime
         conf: datetime
         newest: datetime | None = None
+        early, bits_of = self.early, self._bits
+        quiet_lo, quiet_bits = _NONE, 0  # a window and change found to judge no early rule
         # the lines counted into `acc` not handed to it yet: (status, code, level, latency,
         # time); they go to the window and the absence rules before windows close and when
         # the next line falls in another window
@@ -218,6 +229,21 @@ class Tally:
                     lo, hi, acc = slot
                 add((st, code, lvl, lat, ts))
                 counted = True
+                if early is not None:
+                    key = (st, code, lvl, lat is None)
+                    bits = bits_of.get(key)
+                    if bits is None:
+                        bits = bits_of[key] = changes_of(st, code, lvl, lat)
+                    if lo != quiet_lo or bits != quiet_bits:
+                        due_rules = early.due_at(lo, bits)
+                        if due_rules:
+                            self._hand(acc, run)  # type: ignore[arg-type]
+                            windows.counted(lo, acc)  # type: ignore[arg-type]
+                            self._judge(engine, early, due_rules, lo, bits, ts, st, code, lvl,
+                                        lat, part, i)
+                            quiet_lo = _NONE
+                        else:  # judged again only when the window or what changes differs
+                            quiet_lo, quiet_bits = lo, bits
         if run:
             self._hand(acc, run)  # type: ignore[arg-type]
         confirm.prev, confirm.last = prev, last
@@ -251,10 +277,30 @@ class Tally:
         prev = times[1] if len(times) == 2 else engine.confirmer(self.source).last
         return times[0] if prev is None or times[0] < prev else prev
 
+    def _judge(self, engine: "Engine", early: SourceThresholds, due: list[Any], start: float,
+               bits: int, ts: datetime, st: Any, code: Any, lvl: Any, lat: Any,
+               part: Block | RawLine, i: int) -> None:
+        """The early rules due at one line, just counted: as Engine.push shows them an Event.
+        Only the fields they read are filled; the line's place names it in a finding."""
+        if type(part) is Block:
+            path, line_no = part.path, part.first + i
+        else:
+            path, line_no = part.path, part.line_no  # type: ignore[union-attr]
+        # positionally (see agent/types.py Event): keywords go through Python-level __new__
+        ev = _new_event(Event, (ts, self.source, None, None, None, None, None, st, lat, code,
+                                lvl, None, None, _NO_EXTRA, path, line_no))
+        placed = early.judge(ev, engine.windows, engine.eval_failed, due, start, bits)
+        if placed:
+            engine.decide_placed(placed)
+
     def _hand(self, acc: _Acc, run: list[tuple[Any, Any, Any, Any, datetime]]) -> None:
         """Count `run` into its window and show the absence rules its matching lines, in line
         order; empty it."""
-        acc.add_rows(run)
+        if len(run) == 1:  # a line an early rule is judged at: columns would cost more
+            st, code, lvl, lat, _ = run[0]
+            acc.add(st, code, lvl, lat)
+        else:
+            acc.add_rows(run)
         for rule, idx, value in self.watched:
             times = [row[4] for row in run] if idx < 0 else \
                 [row[4] for row in run if row[idx] == value]

@@ -60,6 +60,20 @@ rules:
     when: "latency_p95 > 500 and errors >= 1"
     severity: warning
     summary: {en: "p95 {latency_p95}"}
+  - name: burst_early
+    type: threshold
+    source: upload
+    when: "failed >= 2 and top_error_code != ''"
+    early: true
+    severity: warning
+    summary: {en: "{failed} failed so far"}
+  - name: busy_early
+    type: threshold
+    source: upload
+    when: "count >= 12"
+    early: true
+    severity: info
+    summary: {en: "{count} lines so far"}
 """
 
 
@@ -228,6 +242,10 @@ def test_blocks_are_counted_without_a_line_object_and_oddities_through_the_parse
     fired = [json.loads(t)["rule"] for t in counted["transitions"]
              if json.loads(t)["state"] == "firing"]
     assert "failures" in fired and "upload_silence" in fired  # windows and absence judged
+    assert "burst_early" in fired and "busy_early" in fired  # early rules, at their lines
+    early = [json.loads(t) for t in counted["transitions"]
+             if json.loads(t)["rule"] == "burst_early" and json.loads(t)["state"] == "firing"]
+    assert all("失败" in lines[r["line"] - 1] for r in early)  # the line that made it true
 
 
 def test_a_replay_of_the_simulated_day_decides_the_same_both_ways(tmp_path, monkeypatch):

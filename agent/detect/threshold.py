@@ -220,15 +220,28 @@ class SourceThresholds:
     def on_event(self, ev: Event, windows: Windows, failed: Failed) -> Placed:
         """Firing findings at the line `ev`, just counted into `windows`."""
         start, bits = windows.last_start, changes(ev)
+        due = self.due_at(start, bits)
+        return self.judge(ev, windows, failed, due, start, bits) if due else []
+
+    def due_at(self, start: float, bits: int) -> list[_Early]:
+        """The early rules to judge at a line changing the features `bits` in the window
+        that starts at `start` (and the window noted as the last line's). Most lines have
+        none: agent/tally.py counts those without an Event."""
         if start == self._start:  # every rule was judged on this window at the last line
             due = self._due.get(bits)
             if due is None:
                 due = self._due[bits] = [e for e in self.early if e.reads & bits]
         else:
             self._start, due = start, self.early
+        for e in due:
+            if not (e.fired_in == start or (e.clean_in == start and not e.reads & bits)):
+                return due
+        return []
+
+    def judge(self, ev: Event, windows: Windows, failed: Failed, due: list[_Early],
+              start: float, bits: int) -> Placed:
+        """The early rules `due` judged on the open window `ev` was just counted into."""
         out: Placed = []
-        if not due:
-            return out
         acc = windows.last_acc
         assert acc is not None
         names: Mapping[str, Any] | None = None

@@ -80,16 +80,20 @@ def reads(names: Iterable[str]) -> int:
 
 def changes(ev: Event) -> int:
     """The bits of the features that counting `ev` into its window changes (`_Acc.add`)."""
-    status, code = ev.status, ev.error_code
+    return changes_of(ev.status, ev.error_code, ev.level, ev.latency_ms)
+
+
+def changes_of(status: str | None, code: str | None, level: str | None,
+               latency: float | None) -> int:
+    """changes() of an event with this status, error code, level and latency."""
     if status is not None:
         bits = _STATUS_BITS.get(status, 0) | COUNT
     else:  # an error code without a status counts as failed
         bits = FAILED | COUNT if code else COUNT
     if code:
         bits |= CODES
-    if ev.latency_ms is not None:
+    if latency is not None:
         bits |= LATENCY
-    level = ev.level
     if level is not None and level.lower() in ERROR_LEVELS:
         bits |= ERRORS
     return bits
