@@ -18,21 +18,45 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import msgspec
 
+from agent.counting import Counts
 from agent.detect.absence import AbsenceRule
 from agent.detect.base import Detector
-from agent.detect.threshold import SourceThresholds
+from agent.detect.threshold import Placed, SourceThresholds
 from agent.detect.when import changes_of
-from agent.features import _Acc
+from agent.features import Windows, _Acc
 from agent.parse.base import Parser, field_value
 from agent.parse.json_lines import JsonParser
-from agent.types import Block, Event, LineBatch, RawLine
+from agent.types import Block, Event, LineBatch, ParseFailure, RawLine
 
-if TYPE_CHECKING:
-    from agent.pipeline import Engine
+
+class _Confirm(Protocol):
+    prev: datetime | None
+    last: datetime | None
+
+
+class Engine(Protocol):
+    """What counting needs of the engine (agent/pipeline.py Engine)."""
+
+    windows: Windows
+    watermarks: dict[str, datetime]
+    counts: Counts
+
+    @property
+    def due(self) -> float | None: ...
+
+    def confirmer(self, source: str) -> _Confirm: ...
+
+    def parse(self, raw: RawLine) -> Event | ParseFailure: ...
+
+    def advance(self, now: datetime) -> None: ...
+
+    def eval_failed(self, d: Detector, exc: ValueError) -> None: ...
+
+    def decide_placed(self, placed: Placed) -> None: ...
 
 __all__ = ["Counted", "Tally", "tally_for"]
 
@@ -108,7 +132,7 @@ class Tally:
         # memo has it but without its marker for refused values
         self._memos: tuple[dict[Any, Any], ...] = ({}, {}, {}, {})
 
-    def count(self, engine: "Engine", batch: LineBatch,
+    def count(self, engine: Engine, batch: LineBatch,
               limit: datetime | None = None) -> Counted:
         """Read each line of `batch`, confirm its time (as `Engine.events` does), advance time
         to it (no further than `limit`) and count it into its window (as `Engine.push` does).
@@ -255,7 +279,7 @@ class Tally:
             windows.counted(lo, acc)  # type: ignore[arg-type]
         return Counted(conf if newest is not None else None, newest)
 
-    def last_confirmed(self, engine: "Engine", batch: LineBatch) -> datetime | None:
+    def last_confirmed(self, engine: Engine, batch: LineBatch) -> datetime | None:
         """The time `batch`'s last line will confirm once counted (None without a line that
         parses): what the daemon bounds time by while a source catches up. Reads only the last
         lines, with the parser, counting nothing."""
@@ -277,7 +301,7 @@ class Tally:
         prev = times[1] if len(times) == 2 else engine.confirmer(self.source).last
         return times[0] if prev is None or times[0] < prev else prev
 
-    def _judge(self, engine: "Engine", early: SourceThresholds, due: list[Any], start: float,
+    def _judge(self, engine: Engine, early: SourceThresholds, due: list[Any], start: float,
                bits: int, ts: datetime, st: Any, code: Any, lvl: Any, lat: Any,
                part: Block | RawLine, i: int) -> None:
         """The early rules due at one line, just counted: as Engine.push shows them an Event.
