@@ -301,6 +301,22 @@ ExprFeatures._get = {**OpenFeatures._get,
 assert list(OpenFeatures._get) == list(FEATURES), "every feature has one way to compute it"
 
 
+# Features that never fall within a window and grow by at most one per event counted: while
+# such a feature is short of a rule's threshold by n, the rule cannot hold for n more lines.
+GROWING: dict[str, Callable[[_Acc], int]] = {
+    "count": lambda a: a.count,
+    "ok": lambda a: a.statuses.get("ok", 0),
+    "failed": lambda a: a.statuses.get("failed", 0),
+    "timeout": lambda a: a.statuses.get("timeout", 0),
+    "pending": lambda a: a.statuses.get("pending", 0),
+    "errors": lambda a: a.errors,
+    "latency_count": lambda a: a.latencies.n + len(a.latencies.exact),
+    "error_count": lambda a: a.coded,
+    "distinct_error_codes": lambda a: len(a.codes),
+    "top_error_code_count": lambda a: max(a.codes.values(), default=0),
+}
+
+
 def empty_features(length: timedelta = timedelta(minutes=5)) -> dict[str, Any]:
     """The features of a window without events: what rules are tried on at load."""
     return compute_features(_Acc(), length)

@@ -163,6 +163,7 @@ class Tally:
         newest: datetime | None = None
         early, bits_of = self.early, self._bits
         quiet_lo, quiet_bits = _NONE, 0  # a window and change found to judge no early rule
+        sure_lo, sure = _NONE, 0  # a window and the lines after this one no early rule holds at
         # the lines counted into `acc` not handed to it yet: (status, code, level, latency,
         # time); they go to the window and the absence rules before windows close and when
         # the next line falls in another window
@@ -254,6 +255,13 @@ class Tally:
                 add((st, code, lvl, lat, ts))
                 counted = True
                 if early is not None:
+                    if lo == sure_lo and sure > 0:
+                        sure -= 1  # no early rule can hold at this line (quiet_lines)
+                        continue
+                    sure = early.quiet_lines(lo, acc, len(run))  # type: ignore[arg-type]
+                    if sure > 0:
+                        sure_lo, sure = lo, sure - 1
+                        continue
                     key = (st, code, lvl, lat is None)
                     bits = bits_of.get(key)
                     if bits is None:

@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 import agent.pipeline as pipeline
 from agent.demo import prepare
 from agent.detect.absence import AbsenceConfig, AbsenceRule
-from agent.features import _Acc, compute_features
+from agent.detect.when import compile_when, leading_bound
+from agent.features import GROWING, _Acc, compute_features
 from agent.notify.render import jsonl_record
 from agent.pipeline import Engine
 from agent.replay import configured_files, replay
@@ -74,6 +75,18 @@ rules:
     early: true
     severity: info
     summary: {en: "{count} lines so far"}
+"""
+
+
+# an early rule whose condition does not begin with a growing count: judged line by line
+UNBOUNDED = """\
+  - name: rate_early
+    type: threshold
+    source: upload
+    when: "failure_rate > 0.6 and count >= 4"
+    early: true
+    severity: warning
+    summary: {en: "{failure_rate} failed"}
 """
 
 
@@ -213,11 +226,11 @@ def decided(config: Path, batches: list[LineBatch], counting: bool,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(lines=LINES, crlf=st.booleans(), garbled=st.booleans(), dangling=st.booleans(),
        per_batch=st.sampled_from([1, 7, 1000]), limited=st.booleans(),
-       max_line_bytes=st.sampled_from([300, 65536]))
+       max_line_bytes=st.sampled_from([300, 65536]), unbounded=st.booleans())
 def test_any_lines_count_the_same_as_events(tmp_path_factory, lines, crlf, garbled, dangling,
-                                            per_batch, limited, max_line_bytes):
+                                            per_batch, limited, max_line_bytes, unbounded):
     tmp = tmp_path_factory.mktemp("tally")
-    config = setup(tmp, max_line_bytes=max_line_bytes)
+    config = setup(tmp, RULES + UNBOUNDED if unbounded else RULES, max_line_bytes)
     write(tmp / "logs" / "upload.log", lines, crlf, garbled, dangling)
     batches = read_batches(config, per_batch, max_line_bytes)
     limit = T0 + timedelta(minutes=30) if limited else None
@@ -385,3 +398,18 @@ def test_an_absence_rule_shown_a_window_at_once_keeps_what_it_keeps_line_by_line
     assert rules[1].state() == rules[0].state()
     assert [(t, t.fold) for t in rules[1]._ahead.values()] == \
         [(t, t.fold) for t in rules[0]._ahead.values()]
+
+
+@pytest.mark.parametrize("when, bound", [
+    ("count >= 100000", ("count", 100000.0, False)),
+    ("failed > 2 and top_error_code != ''", ("failed", 2.0, True)),
+    ("3 <= timeout", ("timeout", 3.0, False)),
+    ("failure_rate > 0.5 and count >= 5", ("failure_rate", 0.5, True)),  # not growing
+    ("count >= 5 or failed >= 1", None),
+    ("top_error_code == '1001' and count >= 5", None),
+    ("count >= 1e999", None),
+])
+def test_the_leading_count_threshold_of_a_condition(when, bound):
+    assert leading_bound(compile_when(when, ["upload"])) == bound
+    growing = bound is not None and bound[0] in GROWING
+    assert growing == (bound is not None and bound[0] != "failure_rate")

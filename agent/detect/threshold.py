@@ -12,6 +12,7 @@ Verdicts are those of each rule's own `on_event`/`on_window`, in the same order.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Collection, Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,8 +31,16 @@ from agent.detect.base import (
 from agent.detect.keys import DEFAULT_MAX_KEYS, check_group_by
 from agent.detect.threshold_keyed import KeyedThresholdRule
 from agent.detect.threshold_sources import SourcesThresholdRule
-from agent.detect.when import When, changes, compile_when, features_of, reads, window_names
-from agent.features import ExprFeatures, OpenFeatures, Windows
+from agent.detect.when import (
+    When,
+    changes,
+    compile_when,
+    features_of,
+    leading_bound,
+    reads,
+    window_names,
+)
+from agent.features import GROWING, ExprFeatures, OpenFeatures, Windows, _Acc
 from agent.ledger.config import LEDGER_SOURCE
 from agent.types import Event, Finding, Window
 
@@ -155,11 +164,16 @@ Failed = Callable[[Detector, ValueError], None]  # told of a rule that cannot be
 class _Early:
     """The early rules of one source with the same `when`: their verdicts at a line are one."""
 
-    __slots__ = ("when", "reads", "rules", "fired_in", "clean_in")
+    __slots__ = ("when", "reads", "rules", "fired_in", "clean_in", "bound")
 
     def __init__(self, when: When, rules: list[tuple[int, ThresholdRule]]):
         self.when = when
         self.reads = reads(when.names)
+        # a leading `feature >= number` over a growing feature: (its value in a window's
+        # counts, the number, strict), telling for how many lines the rule cannot hold
+        lead = leading_bound(when)
+        self.bound = None if lead is None or lead[0] not in GROWING else \
+            (GROWING[lead[0]], lead[1], lead[2])
         self.rules = rules
         self.fired_in: float | None = None  # the window it fired in at a line
         # the window its last verdict (false, without error) was about: while none of the
@@ -237,6 +251,30 @@ class SourceThresholds:
             if not (e.fired_in == start or (e.clean_in == start and not e.reads & bits)):
                 return due
         return []
+
+    def quiet_lines(self, start: float, acc: _Acc, pending: int) -> int:
+        """For how many lines, this one included, no early rule can hold in the window that
+        starts at `start`, whose counts are `acc` plus `pending` lines not counted into it
+        yet: each rule fired in it already, or begins with a growing feature still short of
+        its number (a line adds at most one). 0 if any other rule may hold. The rules are
+        then as judging them false at each of those lines leaves them."""
+        lines = 1 << 62
+        for e in self.early:
+            if e.fired_in == start:
+                continue
+            if e.bound is None:
+                return 0
+            get, number, strict = e.bound
+            room = number - (get(acc) + pending)
+            n = math.floor(room) + 1 if strict else math.ceil(room)
+            if n <= 0:
+                return 0
+            lines = min(lines, n)
+        self._start = start
+        for e in self.early:
+            if e.fired_in != start:
+                e.clean_in = start
+        return lines
 
     def judge(self, ev: Event, windows: Windows, failed: Failed, due: list[_Early],
               start: float, bits: int) -> Placed:

@@ -5,6 +5,7 @@ without events."""
 from __future__ import annotations
 
 import ast
+import math
 from collections.abc import Callable, Collection, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
@@ -99,6 +100,32 @@ def changes_of(status: str | None, code: str | None, level: str | None,
     return bits
 
 
+def leading_bound(when: When) -> tuple[str, float, bool] | None:
+    """(feature, number, strict) when `when` is `feature >= number` (strict: `>`), or begins
+    with one in an `and` (evaluated first, so while it is false nothing else is evaluated);
+    `number <= feature` too. None for anything else."""
+    node = when.parsed_body
+    if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.And):
+        node = node.values[0]
+    if not (isinstance(node, ast.Compare) and len(node.ops) == 1):
+        return None
+    left, op, right = node.left, node.ops[0], node.comparators[0]
+    if isinstance(left, ast.Constant) and isinstance(right, ast.Name):
+        flipped = {ast.LtE: ast.GtE, ast.Lt: ast.Gt}.get(type(op))
+        if flipped is None:
+            return None
+        left, op, right = right, flipped(), left
+    if not (isinstance(left, ast.Name) and isinstance(right, ast.Constant)
+            and isinstance(op, (ast.GtE, ast.Gt))):
+        return None
+    number = right.value
+    if type(number) is int:
+        number = float(number) if abs(number) < 2**53 else math.inf  # exactly, or not at all
+    if type(number) is not float or not math.isfinite(number):
+        return None
+    return left.id, number, isinstance(op, ast.Gt)
+
+
 def compile_when(text: str, sources: Collection[str], qualified: bool = False) -> When:
     """`when:` checked against the features of `sources` (qualified: `upload.count`, for a
     rule over several sources) and tried on windows without events: a type error ('' > 1000)
@@ -137,6 +164,11 @@ class When(Expression):
         # the condition's value (truthy or not), raising what simpleeval would: for callers
         # that judge many times and turn errors into `failure(exc)` themselves
         self.test: _Fn = fn if fn is not None else self._simpleeval
+
+    @property
+    def parsed_body(self) -> ast.AST:
+        """The condition's syntax tree."""
+        return self._parsed.value
 
     def _simpleeval(self, names: Mapping[str, Any]) -> Any:
         """A tree the compiler leaves to simpleeval."""
