@@ -317,6 +317,15 @@ GROWING: dict[str, Callable[[_Acc], int]] = {
 }
 
 
+def growing(name: str) -> Callable[[_Acc], int] | None:
+    """How to read the growing feature `name` (GROWING, or `error_codes:CODE`: the count of
+    one error code) from a window's counts; None for any other name."""
+    if name.startswith("error_codes:"):
+        code = name.partition(":")[2]
+        return lambda a: a.codes.get(code, 0)
+    return GROWING.get(name)
+
+
 def empty_features(length: timedelta = timedelta(minutes=5)) -> dict[str, Any]:
     """The features of a window without events: what rules are tried on at load."""
     return compute_features(_Acc(), length)

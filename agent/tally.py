@@ -63,6 +63,7 @@ __all__ = ["Counted", "Tally", "tally_for"]
 # the fields windows count (agent/features.py _Acc.add), in the order it takes them
 COUNTED = ("status", "error_code", "level", "latency_ms")
 _NONE = float("-inf")
+_STRETCH = 16  # fewer lines without an early rule holding are not worth asking for again
 _new_event = tuple.__new__
 _NO_EXTRA = Event._field_defaults["extra"]
 _MEMO_SIZE = 4096  # raw values kept per field, as the parser's memo keeps them
@@ -255,13 +256,18 @@ class Tally:
                 add((st, code, lvl, lat, ts))
                 counted = True
                 if early is not None:
-                    if lo == sure_lo and sure > 0:
-                        sure -= 1  # no early rule can hold at this line (quiet_lines)
+                    # for how many more lines of this window no early rule can hold: asked at
+                    # a window's first line and after each such stretch; -1: not again here
+                    if lo != sure_lo or sure == 0:
+                        quiet = early.quiet_lines(lo, acc, len(run))  # type: ignore[arg-type]
+                        sure_lo, sure = lo, quiet if quiet >= _STRETCH else -1
+                        if quiet:
+                            sure = max(sure - 1, -1)
+                            continue
+                    elif sure > 0:
+                        sure -= 1
                         continue
-                    sure = early.quiet_lines(lo, acc, len(run))  # type: ignore[arg-type]
-                    if sure > 0:
-                        sure_lo, sure = lo, sure - 1
-                        continue
+                    # a rule may hold soon: judged by what each line changes
                     key = (st, code, lvl, lat is None)
                     bits = bits_of.get(key)
                     if bits is None:

@@ -22,7 +22,7 @@ import agent.pipeline as pipeline
 from agent.demo import prepare
 from agent.detect.absence import AbsenceConfig, AbsenceRule
 from agent.detect.when import compile_when, leading_bound
-from agent.features import GROWING, _Acc, compute_features
+from agent.features import _Acc, compute_features, growing
 from agent.notify.render import jsonl_record
 from agent.pipeline import Engine
 from agent.replay import configured_files, replay
@@ -75,6 +75,13 @@ rules:
     early: true
     severity: info
     summary: {en: "{count} lines so far"}
+  - name: code_early
+    type: threshold
+    source: upload
+    when: "error_codes.get('E1001', 0) >= 2"
+    early: true
+    severity: info
+    summary: {en: "E1001 twice"}
 """
 
 
@@ -407,9 +414,11 @@ def test_an_absence_rule_shown_a_window_at_once_keeps_what_it_keeps_line_by_line
     ("failure_rate > 0.5 and count >= 5", ("failure_rate", 0.5, True)),  # not growing
     ("count >= 5 or failed >= 1", None),
     ("top_error_code == '1001' and count >= 5", None),
+    ("error_codes.get('1001', 0) >= 4", ("error_codes:1001", 4.0, False)),
+    ("error_codes.get('1001', 1) >= 4", None),  # 1 until 1001 comes, then 1 again
     ("count >= 1e999", None),
 ])
 def test_the_leading_count_threshold_of_a_condition(when, bound):
     assert leading_bound(compile_when(when, ["upload"])) == bound
-    growing = bound is not None and bound[0] in GROWING
-    assert growing == (bound is not None and bound[0] != "failure_rate")
+    assert (bound is not None and growing(bound[0]) is not None) == (
+        bound is not None and bound[0] != "failure_rate")

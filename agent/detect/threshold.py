@@ -40,7 +40,7 @@ from agent.detect.when import (
     reads,
     window_names,
 )
-from agent.features import GROWING, ExprFeatures, OpenFeatures, Windows, _Acc
+from agent.features import ExprFeatures, OpenFeatures, Windows, _Acc, growing
 from agent.ledger.config import LEDGER_SOURCE
 from agent.types import Event, Finding, Window
 
@@ -172,8 +172,8 @@ class _Early:
         # a leading `feature >= number` over a growing feature: (its value in a window's
         # counts, the number, strict), telling for how many lines the rule cannot hold
         lead = leading_bound(when)
-        self.bound = None if lead is None or lead[0] not in GROWING else \
-            (GROWING[lead[0]], lead[1], lead[2])
+        get = None if lead is None else growing(lead[0])
+        self.bound = None if lead is None or get is None else (get, lead[1], lead[2])
         self.rules = rules
         self.fired_in: float | None = None  # the window it fired in at a line
         # the window its last verdict (false, without error) was about: while none of the
@@ -202,6 +202,8 @@ class SourceThresholds:
             if r.early:
                 early.setdefault(r.when.text, []).append((pos, r))
         self.early = [_Early(group[0][1].when, group) for group in early.values()]
+        self._bounded = [e for e in self.early if e.bound is not None]
+        self._unbounded = [e for e in self.early if e.bound is None]
         self._due: dict[int, list[_Early]] = {}  # changed bits -> the rules reading them
         self._start: float | None = None  # the window of the last line, all judged on it
         self._names: ExprFeatures | None = None  # the open window's, moved at each line
@@ -258,13 +260,14 @@ class SourceThresholds:
         yet: each rule fired in it already, or begins with a growing feature still short of
         its number (a line adds at most one). 0 if any other rule may hold. The rules are
         then as judging them false at each of those lines leaves them."""
+        for e in self._unbounded:
+            if e.fired_in != start:
+                return 0
         lines = 1 << 62
-        for e in self.early:
+        for e in self._bounded:
             if e.fired_in == start:
                 continue
-            if e.bound is None:
-                return 0
-            get, number, strict = e.bound
+            get, number, strict = e.bound  # type: ignore[misc]
             room = number - (get(acc) + pending)
             n = math.floor(room) + 1 if strict else math.ceil(room)
             if n <= 0:
@@ -286,6 +289,11 @@ class SourceThresholds:
         for e in due:
             if e.fired_in == start or (e.clean_in == start and not e.reads & bits):
                 continue
+            if e.bound is not None:  # its leading count short of the number: false as is
+                get, number, strict = e.bound
+                if (get(acc) <= number) if strict else (get(acc) < number):
+                    e.clean_in = start
+                    continue
             if names is None:
                 if self._names is None:
                     self._names = ExprFeatures(acc, self.length)

@@ -103,7 +103,8 @@ def changes_of(status: str | None, code: str | None, level: str | None,
 def leading_bound(when: When) -> tuple[str, float, bool] | None:
     """(feature, number, strict) when `when` is `feature >= number` (strict: `>`), or begins
     with one in an `and` (evaluated first, so while it is false nothing else is evaluated);
-    `number <= feature` too. None for anything else."""
+    `number <= feature` too. `error_codes.get('1001', 0)` is the feature `error_codes:1001`.
+    None for anything else."""
     node = when.parsed_body
     if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.And):
         node = node.values[0]
@@ -115,15 +116,30 @@ def leading_bound(when: When) -> tuple[str, float, bool] | None:
         if flipped is None:
             return None
         left, op, right = right, flipped(), left
-    if not (isinstance(left, ast.Name) and isinstance(right, ast.Constant)
-            and isinstance(op, (ast.GtE, ast.Gt))):
+    name = _code_count(left) if isinstance(left, ast.Call) else \
+        left.id if isinstance(left, ast.Name) else None
+    if name is None or not (isinstance(right, ast.Constant) and isinstance(op, (ast.GtE, ast.Gt))):
         return None
     number = right.value
     if type(number) is int:
         number = float(number) if abs(number) < 2**53 else math.inf  # exactly, or not at all
     if type(number) is not float or not math.isfinite(number):
         return None
-    return left.id, number, isinstance(op, ast.Gt)
+    return name, number, isinstance(op, ast.Gt)
+
+
+def _code_count(call: ast.Call) -> str | None:
+    """`error_codes:CODE` for `error_codes.get('CODE', 0)`: 0 until the code is seen, then its
+    count (a default other than 0 would fall when the code first comes)."""
+    f, args = call.func, call.args
+    if not (isinstance(f, ast.Attribute) and f.attr == "get" and isinstance(f.value, ast.Name)
+            and f.value.id == "error_codes" and len(args) == 2 and not call.keywords
+            and all(isinstance(a, ast.Constant) for a in args)):
+        return None
+    code, default = args[0].value, args[1].value  # type: ignore[attr-defined]
+    if type(code) is not str or type(default) is not int or default != 0:
+        return None
+    return "error_codes:" + code
 
 
 def compile_when(text: str, sources: Collection[str], qualified: bool = False) -> When:
