@@ -8,7 +8,6 @@ windows, so "nothing happened" is visible to the rules.
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
@@ -16,13 +15,12 @@ from operator import itemgetter
 from types import MappingProxyType
 from typing import Any
 
+from agent.latencies import EXACT_LATENCIES, Latencies
 from agent.types import Event, Window
 
 FAIL_STATUSES = frozenset({"failed", "fail", "failure", "error"})
 ERROR_LEVELS = frozenset({"error", "err", "critical", "crit", "fatal", "alert", "emerg"})
 MAX_CATCH_UP = 2000  # windows emitted at most per source after a long gap
-EXACT_LATENCIES = 2000  # samples per window kept exactly; beyond, 1% buckets
-_STEP = math.log(1.01)
 
 # Every feature a window carries; rule expressions and templates are checked against these.
 FEATURES: dict[str, str] = {
@@ -51,70 +49,6 @@ FEATURES: dict[str, str] = {
 # `error_codes` and a text such as `top_error_code` stay for rules and messages only).
 NON_NUMERIC = frozenset({"error_codes", "top_error_code"})
 NUMERIC_FEATURES: tuple[str, ...] = tuple(f for f in FEATURES if f not in NON_NUMERIC)
-
-
-class Latencies:
-    """Latency samples of one window: exact while few, then 1%-wide logarithmic buckets.
-
-    Percentiles stay exact for ordinary windows; a month-end window with hundreds of thousands
-    of uploads costs a few hundred buckets in memory and in each checkpoint, not every sample,
-    and its p50/p95 are within 1%.
-    """
-
-    __slots__ = ("exact", "buckets", "n", "total", "max")
-
-    def __init__(self) -> None:
-        self.exact: list[float] = []
-        self.buckets: dict[int, int] = {}  # log-bucket -> count, for samples moved out of exact
-        self.n = 0  # samples in buckets
-        self.total = 0.0
-        self.max = 0.0
-
-    def compact(self) -> None:
-        for v in self.exact:
-            b = int(math.log(v) / _STEP) if v > 1.0 else 0
-            self.buckets[b] = self.buckets.get(b, 0) + 1
-            self.total += v
-            if v > self.max:
-                self.max = v
-        self.n += len(self.exact)
-        self.exact = []
-
-    def summary(self) -> tuple[int, float, float, float, float]:
-        """(count, p50, p95, max, mean)."""
-        if not self.buckets:
-            lat = sorted(self.exact)
-            if not lat:
-                return 0, 0.0, 0.0, 0.0, 0.0
-            return (len(lat), _percentile(lat, 0.50), _percentile(lat, 0.95), lat[-1],
-                    sum(lat) / len(lat))
-        self.compact()
-        return (self.n, self._bucket_percentile(0.50), self._bucket_percentile(0.95), self.max,
-                self.total / self.n)
-
-    def _bucket_percentile(self, q: float) -> float:
-        rank = max(1, math.ceil(q * self.n))
-        seen = 0
-        for b in sorted(self.buckets):
-            seen += self.buckets[b]
-            if seen >= rank:
-                return min(self.max, math.exp((b + 0.5) * _STEP)) if b else min(self.max, 1.0)
-        return self.max
-
-    def to_json(self) -> dict[str, Any]:
-        return {"exact": self.exact, "buckets": {str(k): v for k, v in self.buckets.items()},
-                "n": self.n, "total": self.total, "max": self.max}
-
-    @classmethod
-    def from_json(cls, d: Any) -> "Latencies":
-        lat = cls()
-        if isinstance(d, list):  # state written before buckets existed
-            lat.exact = list(d)
-            return lat
-        lat.exact = list(d["exact"])
-        lat.buckets = {int(k): v for k, v in d["buckets"].items()}
-        lat.n, lat.total, lat.max = d["n"], d["total"], d["max"]
-        return lat
 
 
 _STATUS, _CODE, _LEVEL, _LATENCY = (itemgetter(i) for i in range(4))  # of a row (add_rows)
@@ -203,14 +137,6 @@ class _Acc:
         acc.codes = dict(d["codes"])
         acc.coded = sum(acc.codes.values())
         return acc
-
-
-def _percentile(sorted_values: list[float], q: float) -> float:
-    """Nearest-rank percentile: a value that really occurred, as operators expect."""
-    if not sorted_values:
-        return 0.0
-    k = max(0, min(len(sorted_values) - 1, int(-(-q * len(sorted_values) // 1)) - 1))
-    return sorted_values[k]
 
 
 class OpenFeatures(Mapping[str, Any]):

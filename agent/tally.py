@@ -1,10 +1,12 @@
 """The counting path: JSON lines of a source that only windows read, counted without an Event.
 
-A source whose lines no detector sees one by one (no per-line rule, no early rule, not an
-invoice stage of the ledger) needs five things of each line: its time, status, error code,
-level and latency. For such a source, `Tally` reads those five straight out of the line text
-with a msgspec decoder that skips every other key, and counts them into the windows in one loop,
-with no RawLine, record dict or Event per line. It decides exactly what `Engine.events` and
+A JSON source whose lines need no Event (its rules judge windows, absence rules match on at
+most one counted field, early threshold rules; not an invoice stage of the ledger) needs five
+things of each line: its time, status, error code, level and latency. For such a source,
+`Tally` reads those five straight out of the line text with a msgspec decoder that skips every
+other key, and counts them into the windows in one loop, with no RawLine, record dict or Event
+per line; an early rule is judged, with an Event made for it, only at a line that may make it
+true (SourceThresholds.due_at and quiet_lines). It decides exactly what `Engine.events` and
 `Engine.push` decide on the same lines (tests/test_tally.py compares them): each value is
 converted by the parser's own code, anything unusual (a line that is not a plain JSON object
 with a readable timestamp, a cut or undecodable line) goes through the parser as usual, and time

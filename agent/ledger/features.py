@@ -13,7 +13,8 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from agent.features import MAX_CATCH_UP, Latencies
+from agent.features import MAX_CATCH_UP
+from agent.latencies import Latencies
 from agent.ledger.config import LEDGER_SOURCE
 from agent.types import Window
 

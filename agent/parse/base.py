@@ -187,7 +187,7 @@ class Parser:
             if step is _OTHER:
                 extra[key] = value if type(value) is str else plain(value)
                 continue
-            memo = step.memo
+            memo = step.memo  # field_value(), inlined: this runs for every field of a line
             if memo is not None and (type(value) is str or type(value) is int):
                 got = memo.get(value, _MISS)
                 if got is _MISS:
