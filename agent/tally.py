@@ -34,6 +34,8 @@ from agent.parse.base import Parser, field_value
 from agent.parse.json_lines import JsonParser
 from agent.types import Block, Event, LineBatch, ParseFailure, RawLine
 
+__all__ = ["Counted", "Tally", "tally_for"]
+
 
 class _Confirm(Protocol):
     prev: datetime | None
@@ -60,8 +62,6 @@ class Engine(Protocol):
 
     def decide_placed(self, placed: Placed) -> None: ...
 
-__all__ = ["Counted", "Tally", "tally_for"]
-
 # the fields windows count (agent/features.py _Acc.add), in the order it takes them
 COUNTED = ("status", "error_code", "level", "latency_ms")
 _NONE = float("-inf")
@@ -69,6 +69,7 @@ _STRETCH = 16  # fewer lines without an early rule holding are not worth asking 
 _new_event = tuple.__new__
 _NO_EXTRA = Event._field_defaults["extra"]
 _MEMO_SIZE = 4096  # raw values kept per field, as the parser's memo keeps them
+
 
 class Counted(NamedTuple):
     """What `Tally.count` saw of a batch."""
@@ -273,6 +274,8 @@ class Tally:
                     key = (st, code, lvl, lat is None)
                     bits = bits_of.get(key)
                     if bits is None:
+                        if len(bits_of) >= _MEMO_SIZE:  # 100,000 error codes: kept bounded
+                            bits_of.clear()
                         bits = bits_of[key] = changes_of(st, code, lvl, lat)
                     if lo != quiet_lo or bits != quiet_bits:
                         due_rules = early.due_at(lo, bits)
