@@ -157,6 +157,18 @@ def values_of(w: Window) -> dict[str, Any]:
                 window_end=w.end.isoformat())
 
 
+def _short(features: Mapping[str, Any], name: str, number: float, strict: bool) -> bool:
+    """Whether the closed window's `name` (`error_codes:CODE`: that code's count) is short of
+    `number`, as `name >= number` (strict: `>`) would find it; False when it is no number."""
+    if name.startswith("error_codes:"):
+        value = features["error_codes"].get(name.partition(":")[2], 0)
+    else:
+        value = features.get(name)
+    if type(value) is not int and type(value) is not float:
+        return False
+    return value <= number if strict else value < number
+
+
 Placed = list[tuple[int, Finding]]  # findings with their rule's place in the engine's order
 Failed = Callable[[Detector, ValueError], None]  # told of a rule that cannot be evaluated
 
@@ -201,6 +213,9 @@ class SourceThresholds:
             self._by_when.setdefault(r.when.text, (r.when, []))[1].append((pos, r))
             if r.early:
                 early.setdefault(r.when.text, []).append((pos, r))
+        # each condition's leading `feature >= number` (see leading_bound): at a window's
+        # end, a rule whose leading comparison is false is false without evaluating the rest
+        self._leads = {text: leading_bound(when) for text, (when, _) in self._by_when.items()}
         self.early = [_Early(group[0][1].when, group) for group in early.values()]
         self._bounded = [e for e in self.early if e.bound is not None]
         self._unbounded = [e for e in self.early if e.bound is None]
@@ -214,15 +229,20 @@ class SourceThresholds:
         names: Mapping[str, Any] | None = None
         values: dict[str, Any] | None = None
         out: Placed = []
-        for when, rules in self._by_when.values():
-            if names is None:
-                names = window_names(w.features)
-            try:
-                verdict = when(names)
-            except ValueError as exc:
-                for _, r in rules:
-                    failed(r, exc)
-                continue
+        features = w.features
+        for text, (when, rules) in self._by_when.items():
+            lead = self._leads[text]
+            if lead is not None and _short(features, *lead):
+                verdict = False
+            else:
+                if names is None:
+                    names = window_names(features)
+                try:
+                    verdict = when(names)
+                except ValueError as exc:
+                    for _, r in rules:
+                        failed(r, exc)
+                    continue
             for pos, r in rules:
                 if verdict or r.name in live:
                     if values is None:
