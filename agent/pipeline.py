@@ -216,12 +216,12 @@ class Engine:
             watchers = self._on_event.get(ev.source)
             if early is not None or watchers:
                 placed = [] if early is None else early.on_event(ev, self.windows,
-                                                                 self._eval_failed)
+                                                                 self.eval_failed)
                 for pos, d in watchers or ():
                     try:
                         found = d.on_event(ev, self.windows)
                     except ValueError as exc:
-                        self._eval_failed(d, exc)
+                        self.eval_failed(d, exc)
                     else:
                         if found:
                             placed.extend((pos, f) for f in found)
@@ -242,7 +242,7 @@ class Engine:
             try:
                 found = d.on_ledger(update)
             except ValueError as exc:
-                self._eval_failed(d, exc)
+                self.eval_failed(d, exc)
             else:
                 if found:
                     findings.extend(found)
@@ -261,9 +261,7 @@ class Engine:
         self.changed.extend(changed)
 
     def eval_failed(self, d: Detector, exc: ValueError) -> None:
-        self._eval_failed(d, exc)
-
-    def _eval_failed(self, d: Detector, exc: ValueError) -> None:
+        """A rule that cannot be evaluated: counted, and logged the first time."""
         self.counts.add("rule:" + d.name, "eval_errors")
         if d.name not in self.eval_errors:
             log.warning("rule %s cannot be evaluated (counted, not repeated): %s", d.name, exc)
@@ -296,12 +294,12 @@ class Engine:
             self.closed.append(w)
             group = self._thresholds.get(w.source)
             placed: Placed = [] if group is None else group.on_window(w, live,
-                                                                      self._eval_failed)
+                                                                      self.eval_failed)
             for pos, d in self._on_window.get(w.source, ()):
                 try:
                     found = d.on_window(w)
                 except ValueError as exc:  # a rule that cannot be evaluated is counted
-                    self._eval_failed(d, exc)
+                    self.eval_failed(d, exc)
                 else:
                     placed.extend((pos, f) for f in found)
             findings.extend(_in_order(placed))
@@ -309,7 +307,7 @@ class Engine:
             try:
                 findings.extend(d.on_tick(now))
             except ValueError as exc:
-                self._eval_failed(d, exc)
+                self.eval_failed(d, exc)
         if findings:
             self._decide(findings)
         self.rule_seconds += time.perf_counter() - t0
@@ -329,7 +327,7 @@ class Engine:
             try:
                 findings.extend(d.finish(now))
             except ValueError as exc:
-                self._eval_failed(d, exc)
+                self.eval_failed(d, exc)
         if findings:
             self._decide(findings)
         self.router.finish(now)

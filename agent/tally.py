@@ -92,6 +92,7 @@ def tally_for(parser: Parser, watchers: Sequence[Detector] = (), window: float =
     keys = [parser.ts_key] + [s.key for s in steps.values()]
     if len(set(keys)) != len(keys):
         return None
+    ordered = [steps[f] for f in COUNTED]
     watched: list[tuple[AbsenceRule, int, Any]] = []
     for d in watchers:
         if type(d) is not AbsenceRule or d.window_seconds != window:
@@ -103,13 +104,13 @@ def tally_for(parser: Parser, watchers: Sequence[Detector] = (), window: float =
             continue  # another source's name: it never matches this source's events
         watched.append((d, COUNTED.index(match[0][0]) if match else -1,
                         match[0][1] if match else None))
-    return Tally(parser, keys, watched, early)
+    return Tally(parser, ordered, watched, early)
 
 
 class Tally:
     """Reads and counts one JSON source's lines for the windows (see the module's text)."""
 
-    def __init__(self, parser: JsonParser, keys: list[str],
+    def __init__(self, parser: JsonParser, steps: list[Any],
                  watched: list[tuple[AbsenceRule, int, Any]],
                  early: SourceThresholds | None = None) -> None:
         self.parser = parser
@@ -121,6 +122,8 @@ class Tally:
         # matches or -1 for every event, the value it matches)
         self.watched = watched
         self.source = parser.spec.name
+        # `steps`: how each field of COUNTED is read (Parser.plain_steps), in that order
+        keys = [parser.ts_key] + [step.key for step in steps]
         names = ("ts",) + COUNTED
         record = msgspec.defstruct(
             "Counted", [(n, Any, msgspec.field(name=k, default=None))
@@ -129,9 +132,7 @@ class Tally:
         # skipped, though still checked: a line it accepts the parser's decoder accepts too
         self._decode: Callable[[str], Any] = msgspec.json.Decoder(
             record, float_hook=JsonParser.float_hook).decode
-        steps = parser.plain_steps(COUNTED)
-        assert steps is not None
-        self._steps = [steps[f] for f in COUNTED]
+        self._steps = steps
         # each field's raw text (an integer for the latency) -> its value, as the parser's
         # memo has it but without its marker for refused values
         self._memos: tuple[dict[Any, Any], ...] = ({}, {}, {}, {})
