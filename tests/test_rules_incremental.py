@@ -8,6 +8,7 @@ every line, `when:` walked by simpleeval, every rule shown every window on its o
 
 from __future__ import annotations
 
+import math
 import textwrap
 from collections.abc import Collection
 from datetime import datetime, timedelta, timezone
@@ -340,3 +341,37 @@ def test_the_open_window_of_the_last_event_is_shared_by_the_rules_shown_it():
     later = upload(4)
     windows.add(later)
     assert windows.so_far(later) is not first
+
+
+LEAD_NAMES = ["failed", "count", "latency_p95", "error_codes:1001"]
+lead_values = st.one_of(st.integers(-3, 12), st.floats(-5, 15),
+                        st.sampled_from([math.nan, math.inf]), st.none(), st.booleans(),
+                        st.just("5"))
+
+
+@settings(max_examples=300, deadline=None)
+@given(leads=st.lists(st.one_of(st.none(), st.tuples(
+           st.sampled_from(LEAD_NAMES),
+           st.one_of(st.integers(-2, 10).map(float), st.floats(-5, 15)), st.booleans())),
+           min_size=1, max_size=25),
+       values=st.fixed_dictionaries({n: lead_values for n in LEAD_NAMES[:3]}),
+       code_count=st.one_of(st.none(), st.integers(0, 12)),
+       live=st.sets(st.integers(0, 30), max_size=5))
+def test_the_conditions_judged_at_a_window_end_are_those_not_short_or_live(
+        leads, values, code_count, live):
+    """At a window's end, the bisected index hands out exactly the conditions whose leading
+    comparison is not short of its number (or that have none, or whose number is no number
+    in the window), and those a live alert's rule reads, in their order."""
+    from agent.detect.threshold import _LeadIndex, _short
+
+    class Named:
+        def __init__(self, name: str):
+            self.name = name
+
+    whens = [(f"c{i}", (None, [(i, Named(f"r{i}"))])) for i in range(len(leads))]
+    features = dict(values, error_codes={} if code_count is None else {"1001": code_count})
+    live_names = {f"r{i}" for i in live} | {"another_sources_rule"}
+    index = _LeadIndex(whens, {f"c{i}": lead for i, lead in enumerate(leads)})  # type: ignore[arg-type]
+    expected = [w for (text, w), lead in zip(whens, leads, strict=True)
+                if lead is None or not _short(features, *lead) or f"r{text[1:]}" in live_names]
+    assert [w for _, w in index.worth_judging(features, live_names)] == expected

@@ -13,6 +13,7 @@ Verdicts are those of each rule's own `on_event`/`on_window`, in the same order.
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Collection, Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -169,6 +170,60 @@ def _short(features: Mapping[str, Any], name: str, number: float, strict: bool) 
     return value <= number if strict else value < number
 
 
+class _LeadIndex:
+    """The distinct conditions of a source's plain rules, those with a leading comparison
+    sorted by its number under their feature: at a window's end, the conditions worth
+    judging are found by bisection, not by trying each (a thousand `failed >= N` rules)."""
+
+    def __init__(self, whens: list[tuple[str, tuple[When, list[tuple[int, ThresholdRule]]]]],
+                 leads: Mapping[str, tuple[str, float, bool] | None]):
+        self._whens = whens
+        self._always: list[int] = []  # no leading comparison: always judged
+        # feature -> ([number], [its place in whens]) for `>=`, and for `>`, by number
+        self._index: dict[str, tuple[list[float], list[int], list[float], list[int]]] = {}
+        self._place_of: dict[str, int] = {}  # rule name -> its condition's place in whens
+        sorted_leads: dict[str, tuple[list[tuple[float, int]], list[tuple[float, int]]]] = {}
+        for place, (text, (_, rules)) in enumerate(whens):
+            for _, r in rules:
+                self._place_of[r.name] = place
+            lead = leads[text]
+            if lead is None:
+                self._always.append(place)
+                continue
+            name, number, strict = lead
+            pair = sorted_leads.setdefault(name, ([], []))
+            pair[strict].append((number, place))
+        for name, (plain, strict_) in sorted_leads.items():
+            plain.sort()
+            strict_.sort()
+            self._index[name] = ([n for n, _ in plain], [p for _, p in plain],
+                                 [n for n, _ in strict_], [p for _, p in strict_])
+
+    def worth_judging(self, features: Mapping[str, Any], live: set[str]
+                      ) -> list[tuple[str, tuple[When, list[tuple[int, ThresholdRule]]]]]:
+        """The conditions, in their order, that the window's `features` may make true (their
+        leading comparison holds, or they have none) or that a rule with a live alert reads
+        (its false verdict ends the alert): every other one is false and changes nothing."""
+        places = list(self._always)
+        for name, (plain, plain_at, strict, strict_at) in self._index.items():
+            if name.startswith("error_codes:"):
+                value = features["error_codes"].get(name.partition(":")[2], 0)
+            else:
+                value = features.get(name)
+            if (type(value) is not int and type(value) is not float) or value != value:
+                places += plain_at  # no number (or NaN): the comparison itself decides
+                places += strict_at
+                continue
+            places += plain_at[:bisect_right(plain, value)]  # number <= value
+            places += strict_at[:bisect_left(strict, value)]  # number < value
+        for name in live:
+            place = self._place_of.get(name)
+            if place is not None:
+                places.append(place)
+        whens = self._whens
+        return [whens[p] for p in sorted(set(places))]
+
+
 Placed = list[tuple[int, Finding]]  # findings with their rule's place in the engine's order
 Failed = Callable[[Detector, ValueError], None]  # told of a rule that cannot be evaluated
 
@@ -216,6 +271,7 @@ class SourceThresholds:
         # each condition's leading `feature >= number` (see leading_bound): at a window's
         # end, a rule whose leading comparison is false is false without evaluating the rest
         self._leads = {text: leading_bound(when) for text, (when, _) in self._by_when.items()}
+        self._leading = _LeadIndex(list(self._by_when.items()), self._leads)
         self.early = [_Early(group[0][1].when, group) for group in early.values()]
         self._bounded = [e for e in self.early if e.bound is not None]
         self._unbounded = [e for e in self.early if e.bound is None]
@@ -230,7 +286,7 @@ class SourceThresholds:
         values: dict[str, Any] | None = None
         out: Placed = []
         features = w.features
-        for text, (when, rules) in self._by_when.items():
+        for text, (when, rules) in self._leading.worth_judging(features, live):
             lead = self._leads[text]
             if lead is not None and _short(features, *lead):
                 verdict = False
