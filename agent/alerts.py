@@ -10,6 +10,7 @@ import hashlib
 import json
 from dataclasses import replace
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any, Iterable, Mapping, Protocol
 from zoneinfo import ZoneInfo
 
@@ -47,7 +48,18 @@ class RuleMeta(Protocol):
 
 
 def fingerprint(rule: str, labels: Mapping[str, str]) -> str:
-    text = json.dumps([rule, sorted(labels.items())], ensure_ascii=False)
+    items = tuple(sorted(labels.items()))
+    try:
+        return _fingerprint(rule, items)
+    except TypeError:  # a label value that cannot be a key: computed every time
+        return _fingerprint.__wrapped__(rule, items)
+
+
+@lru_cache(maxsize=4096)
+def _fingerprint(rule: str, items: tuple[tuple[str, str], ...]) -> str:
+    """Remembered: a rule's alert is looked up at each of its findings (a thousand rules,
+    every window), and hashing its JSON cost more than the rest of the lookup."""
+    text = json.dumps([rule, items], ensure_ascii=False)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
