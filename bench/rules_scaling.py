@@ -36,6 +36,7 @@ from typing import Any
 import benchjson
 import yaml
 
+from agent.pipeline import tune_gc
 from agent.replay import match_files, replay
 from agent.simulator import write_upload_lines
 from agent.wiring import load_all
@@ -104,6 +105,7 @@ def timed(work: Path, log: Path, window: str, rules: list[dict[str, Any]],
     for _ in range(repeat):
         loaded, detectors = load_all(config, notify=False, batch=True, model=False)
         pairs = match_files(loaded, [str(log)])
+        tune_gc(freeze=True)  # as `invoice-agent replay` does
         t = time.process_time()  # CPU time: the machine may be busy with other work
         res = replay(loaded, detectors, pairs)
         best = min(best, time.process_time() - t)
