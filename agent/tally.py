@@ -27,7 +27,7 @@ import msgspec
 from agent.counting import Counts
 from agent.detect.absence import AbsenceRule
 from agent.detect.base import Detector
-from agent.detect.threshold import Placed, SourceThresholds
+from agent.detect.threshold import Due, Placed, SourceThresholds
 from agent.detect.when import changes_of
 from agent.features import Windows, _Acc
 from agent.parse.base import Parser, field_value
@@ -280,7 +280,7 @@ class Tally:
                         bits = bits_of[key] = changes_of(st, code, lvl, lat)
                     if lo != quiet_lo or bits != quiet_bits:
                         due_rules = early.due_at(lo, bits)
-                        if due_rules:
+                        if due_rules is not None:
                             self._hand(acc, run)  # type: ignore[arg-type]
                             windows.counted(lo, acc)  # type: ignore[arg-type]
                             self._judge(engine, early, due_rules, lo, bits, ts, st, code, lvl,
@@ -321,7 +321,7 @@ class Tally:
         prev = times[1] if len(times) == 2 else engine.confirmer(self.source).last
         return times[0] if prev is None or times[0] < prev else prev
 
-    def _judge(self, engine: Engine, early: SourceThresholds, due: list[Any], start: float,
+    def _judge(self, engine: Engine, early: SourceThresholds, due: Due, start: float,
                bits: int, ts: datetime, st: Any, code: Any, lvl: Any, lat: Any,
                part: Block | RawLine, i: int) -> None:
         """The early rules due at one line, just counted: as Engine.push shows them an Event.

@@ -375,3 +375,42 @@ def test_the_conditions_judged_at_a_window_end_are_those_not_short_or_live(
     expected = [w for (text, w), lead in zip(whens, leads, strict=True)
                 if lead is None or not _short(features, *lead) or f"r{text[1:]}" in live_names]
     assert [w for _, w in index.worth_judging(features, live_names)] == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(whens=st.lists(st.one_of(
+           st.tuples(st.sampled_from(["failed", "timeout", "error_codes.get('1001', 0)",
+                                      "count"]),
+                     st.sampled_from([">=", ">"]), st.integers(0, 8),
+                     st.sampled_from(["", " and latency_count >= 1"])).map(
+               lambda t: f"{t[0]} {t[1]} {t[2]}{t[3]}"),
+           st.sampled_from(["failure_rate > 0.2", "3 <= failed", "top_error_code_count >= 2"])),
+           min_size=1, max_size=20, unique=True),
+       statuses=st.lists(st.sampled_from(["ok", "failed", "timeout"]), max_size=12),
+       codes=st.lists(st.sampled_from(["1001", "1002"]), max_size=6))
+def test_an_early_rule_is_judged_once_its_leading_count_reaches_its_number(whens, statuses,
+                                                                          codes):
+    """The early rules a line judges are those without a leading growing count and those
+    whose count is not short of its number (`>=`: at it, `>`: past it), in their order."""
+    from agent.detect.threshold import Due, _Early
+    from agent.detect.when import compile_when
+
+    early = [_Early(compile_when(w, ["upload"]), [], place) for place, w in enumerate(whens)]
+    acc = _Acc()
+    for s in statuses:
+        acc.add(s, None, None, 100)
+    for c in codes:
+        acc.add("failed", c, None, None)
+    features = compute_features(acc, FIVE)
+
+    def short(e: _Early) -> bool:
+        assert e.bound is not None
+        get, number, strict = e.bound
+        return get(acc) <= number if strict else get(acc) < number
+
+    expected = [e for e in early if e.bound is None or not short(e)]
+    assert Due(early).reached(acc) == expected
+    # and a rule left out is false on the window as it stands
+    for e in early:
+        if e not in expected:
+            assert not e.when.test(window_names(features))

@@ -231,21 +231,63 @@ Failed = Callable[[Detector, ValueError], None]  # told of a rule that cannot be
 class _Early:
     """The early rules of one source with the same `when`: their verdicts at a line are one."""
 
-    __slots__ = ("when", "reads", "rules", "fired_in", "clean_in", "bound")
+    __slots__ = ("when", "reads", "rules", "fired_in", "clean_in", "bound", "lead", "place")
 
-    def __init__(self, when: When, rules: list[tuple[int, ThresholdRule]]):
+    def __init__(self, when: When, rules: list[tuple[int, ThresholdRule]], place: int):
         self.when = when
         self.reads = reads(when.names)
+        self.place = place  # among the source's early rules
         # a leading `feature >= number` over a growing feature: (its value in a window's
         # counts, the number, strict), telling for how many lines the rule cannot hold
         lead = leading_bound(when)
         get = None if lead is None else growing(lead[0])
         self.bound = None if lead is None or get is None else (get, lead[1], lead[2])
+        self.lead = None if self.bound is None or lead is None else lead[0]
         self.rules = rules
         self.fired_in: float | None = None  # the window it fired in at a line
         # the window its last verdict (false, without error) was about: while none of the
         # features it reads changes, that verdict stands
         self.clean_in: float | None = None
+
+
+class Due:
+    """Early rules a line may have to judge. Those that begin with a growing count are
+    grouped by it and sorted by their number: a line judges only the ones its count reached
+    (a thousand `failed >= N` rules are not each asked whether `failed` is short of N)."""
+
+    __slots__ = ("rules", "other", "counts")
+
+    def __init__(self, rules: list[_Early]):
+        self.rules = rules
+        self.other = [e for e in rules if e.bound is None]
+        groups: dict[str, list[_Early]] = {}
+        for e in rules:
+            if e.bound is not None and e.lead is not None:
+                groups.setdefault(e.lead, []).append(e)
+        # (the count, [(number, strict)], the rules in that order): a count reaches the rules
+        # of a prefix, `>=` ones up to its value and `>` ones below it
+        self.counts: list[tuple[Callable[[_Acc], int], list[tuple[float, bool]], list[_Early]]] = []
+        for group in groups.values():
+            group.sort(key=lambda e: (e.bound[1], e.bound[2]))  # type: ignore[index]
+            self.counts.append((group[0].bound[0],  # type: ignore[index]
+                                [(e.bound[1], e.bound[2]) for e in group],  # type: ignore[index]
+                                group))
+
+    def reached(self, acc: _Acc) -> list[_Early]:
+        """The rules whose leading count in `acc` is not short of its number, and the rules
+        without one, in their order."""
+        out = list(self.other)
+        for get, keys, group in self.counts:
+            n = bisect_left(keys, (get(acc), True))
+            if n:
+                out += group[:n]
+        if len(out) > 1 and self.counts:
+            out.sort(key=_place)
+        return out
+
+
+def _place(e: _Early) -> int:
+    return e.place
 
 
 class SourceThresholds:
@@ -272,10 +314,12 @@ class SourceThresholds:
         # end, a rule whose leading comparison is false is false without evaluating the rest
         self._leads = {text: leading_bound(when) for text, (when, _) in self._by_when.items()}
         self._leading = _LeadIndex(list(self._by_when.items()), self._leads)
-        self.early = [_Early(group[0][1].when, group) for group in early.values()]
+        self.early = [_Early(group[0][1].when, group, place)
+                      for place, group in enumerate(early.values())]
         self._bounded = [e for e in self.early if e.bound is not None]
         self._unbounded = [e for e in self.early if e.bound is None]
-        self._due: dict[int, list[_Early]] = {}  # changed bits -> the rules reading them
+        self._all = Due(self.early)
+        self._due: dict[int, Due] = {}  # changed bits -> the rules reading them
         self._start: float | None = None  # the window of the last line, all judged on it
         self._names: ExprFeatures | None = None  # the open window's, moved at each line
 
@@ -315,20 +359,20 @@ class SourceThresholds:
         due = self.due_at(start, bits)
         return self.judge(ev, windows, failed, due, start, bits) if due else []
 
-    def due_at(self, start: float, bits: int) -> list[_Early]:
+    def due_at(self, start: float, bits: int) -> Due | None:
         """The early rules to judge at a line changing the features `bits` in the window
         that starts at `start` (and the window noted as the last line's). Most lines have
         none: agent/tally.py counts those without an Event."""
         if start == self._start:  # every rule was judged on this window at the last line
             due = self._due.get(bits)
             if due is None:
-                due = self._due[bits] = [e for e in self.early if e.reads & bits]
+                due = self._due[bits] = Due([e for e in self.early if e.reads & bits])
         else:
-            self._start, due = start, self.early
-        for e in due:
+            self._start, due = start, self._all
+        for e in due.rules:
             if not (e.fired_in == start or (e.clean_in == start and not e.reads & bits)):
                 return due
-        return []
+        return None
 
     def quiet_lines(self, start: float, acc: _Acc, pending: int) -> int:
         """For how many lines, this one included, no early rule can hold in the window that
@@ -355,21 +399,17 @@ class SourceThresholds:
                 e.clean_in = start
         return lines
 
-    def judge(self, ev: Event, windows: Windows, failed: Failed, due: list[_Early],
+    def judge(self, ev: Event, windows: Windows, failed: Failed, due: Due,
               start: float, bits: int) -> Placed:
-        """The early rules `due` judged on the open window `ev` was just counted into."""
+        """The early rules `due` judged on the open window `ev` was just counted into. Those
+        whose leading count is short of its number are false as they are, and skipped."""
         out: Placed = []
         acc = windows.last_acc
         assert acc is not None
         names: Mapping[str, Any] | None = None
-        for e in due:
+        for e in due.reached(acc):
             if e.fired_in == start or (e.clean_in == start and not e.reads & bits):
                 continue
-            if e.bound is not None:  # its leading count short of the number: false as is
-                get, number, strict = e.bound
-                if (get(acc) <= number) if strict else (get(acc) < number):
-                    e.clean_in = start
-                    continue
             if names is None:
                 if self._names is None:
                     self._names = ExprFeatures(acc, self.length)
