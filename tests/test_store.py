@@ -120,3 +120,16 @@ def test_a_database_of_the_previous_schema_is_upgraded_at_start_and_keeps_its_da
     assert store.silences.all() == []
     assert {m.name for m in migrations.applied(store.db)} >= {"m004_silences"}
     store.close()
+
+
+def test_a_window_written_again_replaces_the_first_without_a_second_row(tmp_path):
+    """A crash before the offsets moved on reads a window's lines again: its second closing
+    replaces the stored one (its features as last counted), never duplicates or fails."""
+    store = Store(tmp_path / "agent.db")
+    end = T0 + timedelta(minutes=5)
+    store.commit(Batch(windows=[Window("upload", T0, end, {"count": 3}),
+                                Window("erp", T0, end, {"count": 1})]))
+    store.commit(Batch(windows=[Window("upload", T0, end, {"count": 7})]))
+    got = {w.source: w.features for w in store.windows.between(T0, end)}
+    assert got == {"upload": {"count": 7}, "erp": {"count": 1}}
+    assert store.db.execute("SELECT count(*) FROM windows").fetchone() == (2,)

@@ -31,16 +31,22 @@ def stored_features(features: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+_UPSERT = ('INSERT INTO windows(source, start, "end", features) VALUES (?, ?, ?, ?) '
+           'ON CONFLICT(source, start) DO UPDATE SET "end" = excluded."end", '
+           'features = excluded.features')
+
+
 class Windows:
     def __init__(self, db: Database):
         self.db = db
 
     def write(self, windows: Iterable[Window]) -> None:
-        rows = [{"source": w.source, "start": w.start.isoformat(), "end": w.end.isoformat(),
-                 "features": json.dumps(stored_features(w.features), ensure_ascii=False)}
-                for w in windows]
+        rows = [(w.source, w.start.isoformat(), w.end.isoformat(),
+                 json.dumps(stored_features(w.features), ensure_ascii=False)) for w in windows]
         if rows:
-            table(self.db, "windows").upsert_all(rows, pk=("source", "start"))
+            # plain executemany: sqlite-utils' upsert_all reads the table's schema at each
+            # call, which cost more than the rows themselves at every commit of a busy log
+            self.db.conn.executemany(_UPSERT, rows)
 
     def between(self, start: datetime, end: datetime,
                 source: str | None = None) -> list[Window]:
