@@ -203,3 +203,51 @@ def test_a_broken_commit_setting_is_refused_naming_the_key(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
     assert "commit_interval: must be at most 1m" in done.stderr
+
+
+def test_windows_past_retention_are_dropped_once_a_minute_not_at_every_commit(tmp_path,
+                                                                              monkeypatch):
+    """A busy log commits several times a second: what retention drops goes in a transaction
+    of its own at most once a minute (the first time at once), and then all of it goes."""
+    import agent.daemon as daemon_module
+
+    config = configure(tmp_path, retention="10m", window="10m", commit_interval="200ms")
+    log = tmp_path / "logs" / "upload.log"
+    log.touch()
+    daemon = Daemon(config, out=io.StringIO())
+    clock = Clock()
+    daemon.group = CommitGroup(0.2, 20000, clock=clock)
+    prunes: list[datetime] = []
+    prune = daemon.store.prune
+
+    def record(before: datetime, *args: Any, **kwargs: Any) -> None:
+        prunes.append(before)
+        prune(before, *args, **kwargs)
+
+    daemon.store.prune = record  # type: ignore[method-assign]
+    monotonic = [5000.0]
+    monkeypatch.setattr(daemon_module.time, "monotonic", lambda: monotonic[0])
+    now = datetime.now().astimezone().replace(second=0, microsecond=0)
+    t0 = now.replace(minute=now.minute - now.minute % 10) - timedelta(hours=2)
+
+    def oldest() -> datetime:
+        return datetime.fromisoformat(db_rows(config, "SELECT min(start) FROM windows")[0][0])
+
+    try:
+        for minute in range(0, 100, 20):  # a line every 20 minutes of event time
+            ts = t0 + timedelta(minutes=minute)
+            append(log, upload_line("成功", ts=ts))
+            daemon.step(now=ts + timedelta(seconds=30))
+            clock.t += 1.0  # each step commits
+            monotonic[0] += 1.0
+        assert len(prunes) == 1  # four commits with windows in 4 s: one prune, the first
+        assert oldest() == t0  # the windows that ended over 10 minutes ago are still there
+        monotonic[0] += 60.0
+        append(log, upload_line("成功", ts=t0 + timedelta(minutes=100)))
+        daemon.step(now=t0 + timedelta(minutes=100, seconds=30))
+        assert len(prunes) == 2
+        # a minute later: every window that ended 10 minutes before the newest closed one
+        # ([90, 100)) is gone
+        assert oldest() == t0 + timedelta(minutes=80)
+    finally:
+        daemon.shutdown()
