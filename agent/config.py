@@ -149,7 +149,7 @@ class AgentConfig(_Model):
                               description="...or as soon as this many lines were read since "
                                           "the last commit (a backlog catching up)")
     read_interval: ReadInterval = Field(
-        timedelta(milliseconds=50),
+        timedelta(milliseconds=100),
         description="While files keep growing, they are read at most this often: a busy log "
                     "is read in larger batches, at less CPU per line. A line after a quiet "
                     "spell is read at once; 0s reads at every write")

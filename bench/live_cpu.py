@@ -1,7 +1,7 @@
 """CPU per line of the live daemon against `replay` of the same lines, in one run.
 
     python bench/live_cpu.py [--lines 1000000] [--repeat 1] [--rate 20000] [--chunk 100]
-                             [--root DIR] [--json PATH]
+                             [--read-interval DURATION] [--root DIR] [--json PATH]
 
 Writes an upload log with the simulator (starting now, so the live agent's clock never runs
 ahead of the lines) and lays out the demo config as bench/replay_throughput.py --rules-only
@@ -47,8 +47,9 @@ from agent.simulator import write_upload_lines
 ZONE = "Asia/Shanghai"  # the demo config's
 
 
-def layout(work: Path, lines: int) -> tuple[Path, Path]:
-    """The demo config, rules only, reading one upload log: (config, log)."""
+def layout(work: Path, lines: int, read_interval: str | None = None) -> tuple[Path, Path]:
+    """The demo config, rules only, reading one upload log: (config, log). `read_interval`:
+    instead of the config's."""
     config, _ = prepare(work)
     data = yaml.safe_load(config.read_text(encoding="utf-8"))
     data.pop("ledger", None)
@@ -58,6 +59,8 @@ def layout(work: Path, lines: int) -> tuple[Path, Path]:
     # the log starts now and runs ahead of the clock (~5 lines a second of event time): its
     # lines must not be refused as stamped in the future
     data["max_future"] = f"{int(lines * 0.2 / 86400) + 2}d"
+    if read_interval is not None:
+        data["read_interval"] = read_interval
     config.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     (work / "rules" / "invoice.yaml").unlink()
     logs = config.parent / "logs"
@@ -174,6 +177,8 @@ def main() -> int:
     ap.add_argument("--root", metavar="DIR",
                     help="run the agent of another checkout (e.g. an earlier commit's tree "
                          "from git archive) instead of this one")
+    ap.add_argument("--read-interval", metavar="DURATION",
+                    help="the agent's read_interval (default: the demo config's)")
     benchjson.add_argument(ap)
     args = ap.parse_args()
     report = benchjson.Report("live_cpu", args.json)
@@ -182,7 +187,7 @@ def main() -> int:
     n = args.lines
     work = Path(tempfile.mkdtemp(prefix="ia-live-cpu-"))
     try:
-        config, log = layout(work, n)
+        config, log = layout(work, n, args.read_interval)
         log.write_bytes(b"")
         fixed_replay = min(replay_cpu(config, log) for _ in range(args.repeat))
         fixed_run = min(run_cpu(config, 0) for _ in range(args.repeat))

@@ -67,6 +67,9 @@ BENCHES = (
           ("--lines", "20000", "--idle-seconds", "2", "--files", "20", "--rounds", "1")),
     Bench("live_cpu", "CPU seconds per million lines, live against replay", (),
           ("--lines", "20000"), optional=True),
+    Bench("wake_cost", "what a wake-up after a sleep adds to the daemon's CPU per line "
+          "(what read_interval trades)", (), ("--lines", "5000", "--repeat", "1",
+                                               "--sleeps", "0.01")),
     Bench("ledger_bench", "the invoice ledger at a million invoices, against bare SQLite and "
           "the rules-only replay", ("--invoices", "1000000"),
           ("--invoices", "5000", "--lookups", "1000", "--repeat", "1")),
