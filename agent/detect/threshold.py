@@ -109,7 +109,8 @@ class ThresholdConfig(RuleConfig):
             if source == LEDGER_SOURCE:
                 raise RuleError("the ledger's windows have no events to group", key="group_by")
             return KeyedThresholdRule(self, source, compile_when(self.when, [source]),
-                                      context.window)
+                                      context.window, early=self.early,
+                                      group_by=self.group_by, max_keys=self.max_keys)
         return ThresholdRule(self, context.window)
 
 

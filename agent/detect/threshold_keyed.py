@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from agent.detect.base import NO_FINDINGS, Detector, OpenWindow, Watch
+from agent.detect.base import NO_FINDINGS, Detector, OpenWindow, RuleConfig, Watch
 from agent.detect.expr import Expression
 from agent.detect.keys import (
     UNREADABLE,
@@ -30,19 +30,16 @@ from agent.detect.when import window_names
 from agent.features import OpenFeatures, _Acc
 from agent.types import Event, Finding, Window
 
-if TYPE_CHECKING:
-    from agent.detect.threshold import ThresholdConfig
-
 
 class KeyedThresholdRule(Detector):
-    def __init__(self, config: ThresholdConfig, source: str, when: Expression,
-                 window: timedelta):
+    def __init__(self, config: RuleConfig, source: str, when: Expression, window: timedelta,
+                 *, early: bool, group_by: list[str], max_keys: int):
         super().__init__(config, {**config.labels, "source": source})
         self.source = source
         self.when = when
-        self.early = config.early
-        self.group_by = tuple(config.group_by)
-        self.max_keys = config.max_keys
+        self.early = early
+        self.group_by = tuple(group_by)
+        self.max_keys = max_keys
         self._length = window
         self._len = window.total_seconds()
         self._open: dict[float, dict[Key, _Acc]] = {}  # window start -> key -> its counts

@@ -11,21 +11,18 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from agent.detect.base import NO_FINDINGS, Detector, Watch
+from agent.detect.base import NO_FINDINGS, Detector, RuleConfig, Watch
 from agent.detect.expr import Expression
 from agent.detect.keys import UNREADABLE
 from agent.detect.when import sources_names
 from agent.features import MAX_CATCH_UP
 from agent.types import Finding, Window
 
-if TYPE_CHECKING:
-    from agent.detect.threshold import ThresholdConfig
-
 
 class SourcesThresholdRule(Detector):
-    def __init__(self, config: ThresholdConfig, sources: list[str], when: Expression):
+    def __init__(self, config: RuleConfig, sources: list[str], when: Expression):
         super().__init__(config, {**config.labels, "source": ",".join(sources)})
         self.sources = tuple(sources)
         self.when = when
