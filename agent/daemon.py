@@ -45,9 +45,6 @@ from agent.yamlfile import FileProblems
 log = logging.getLogger("invoice_agent")
 
 WAKER_CHECK_SECONDS = 5.0
-# what retention drops is dropped at most this often: a transaction of its own, at every
-# commit of a busy log, for rows that only need to go within days
-PRUNE_SECONDS = 60.0
 
 
 class Daemon:
@@ -62,7 +59,6 @@ class Daemon:
         if signals:  # before loading: a SIGTERM while starting up still stops cleanly
             self.install_signals()
         self._uncommitted = False  # a batch failed half way: never checkpoint its state
-        self._pruned = -PRUNE_SECONDS  # monotonic time of the last prune: the first is at once
         self.started = datetime.now().astimezone()
         self.loaded, self.rules = wiring.load_all(self.config_path)
         for w in wiring.warnings(self.loaded, self.rules):
@@ -351,11 +347,11 @@ class Daemon:
             batch.outbox = self.dispatcher.messages(notices)
         self.store.commit(batch)
         group.committed()
-        if drained.windows and time.monotonic() - self._pruned >= PRUNE_SECONDS:
-            self._pruned = time.monotonic()
+        if drained.windows:
             end, cfg = drained.windows[-1].end, self.loaded.config
-            self.store.prune(end - cfg.retention,
-                             ledger_before=end - cfg.ledger.retention if cfg.ledger else None)
+            self.store.prune_now_and_then(
+                end - cfg.retention,
+                ledger_before=end - cfg.ledger.retention if cfg.ledger else None)
 
     # -- reload and stop ---------------------------------------------------------------------
     def reload(self, why: str = "SIGHUP") -> bool:

@@ -209,7 +209,7 @@ def test_windows_past_retention_are_dropped_once_a_minute_not_at_every_commit(tm
                                                                               monkeypatch):
     """A busy log commits several times a second: what retention drops goes in a transaction
     of its own at most once a minute (the first time at once), and then all of it goes."""
-    import agent.daemon as daemon_module
+    import agent.store as store_module
 
     config = configure(tmp_path, retention="10m", window="10m", commit_interval="200ms")
     log = tmp_path / "logs" / "upload.log"
@@ -226,7 +226,7 @@ def test_windows_past_retention_are_dropped_once_a_minute_not_at_every_commit(tm
 
     daemon.store.prune = record  # type: ignore[method-assign]
     monotonic = [5000.0]
-    monkeypatch.setattr(daemon_module.time, "monotonic", lambda: monotonic[0])
+    monkeypatch.setattr(store_module.time, "monotonic", lambda: monotonic[0])
     now = datetime.now().astimezone().replace(second=0, microsecond=0)
     t0 = now.replace(minute=now.minute - now.minute % 10) - timedelta(hours=2)
 

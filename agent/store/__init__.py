@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,9 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+PRUNE_SECONDS = 60.0
+
+
 class Store:
     """SQLite state of one agent. `path=":memory:"` for runs that must not touch state."""
 
@@ -81,6 +85,7 @@ class Store:
         self.silences = Silences(self.db)
         # engine state key -> its JSON as last committed: an unchanged part is not rewritten
         self._state_written: dict[str, str] = {}
+        self._pruned = -PRUNE_SECONDS  # monotonic time of the last prune_now_and_then
 
     def close(self) -> None:
         self.db.close()
@@ -131,6 +136,16 @@ class Store:
 
     def engine_state(self) -> dict[str, Any]:
         return {r["key"]: json.loads(r["value"]) for r in table(self.db, "engine_state").rows}
+
+    def prune_now_and_then(self, before: datetime,
+                           ledger_before: datetime | None = None) -> None:
+        """prune(), at most once every PRUNE_SECONDS: a busy log commits several times a
+        second, and each prune is a transaction of its own for rows that only need to go
+        within days. The first call prunes."""
+        now = time.monotonic()
+        if now - self._pruned >= PRUNE_SECONDS:
+            self._pruned = now
+            self.prune(before, ledger_before=ledger_before)
 
     def prune(self, before: datetime, keep_sent: int = 1000,
               ledger_before: datetime | None = None) -> None:
