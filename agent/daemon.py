@@ -224,11 +224,10 @@ class Daemon:
         next: lines written meanwhile are read together (a wake-up costs far more than a
         line). After a step that read nothing, or as soon as a file is created (one created
         and deleted at once must still be opened), the next step reads at once."""
-        if self._step_read:
-            rest = self._step_began + self.loaded.config.read_interval.total_seconds() \
-                - time.monotonic()
-            if rest > 0:
-                self.waker.pace(rest)
+        rest = self._step_began + self.loaded.config.read_interval.total_seconds() - \
+            time.monotonic()
+        if self._step_read and rest > 0:
+            self.waker.pace(rest)
 
     def step(self, now: datetime | None = None, boot: float | None = None) -> bool:
         """One batch: read, decide, commit when due, deliver. True if files still hold unread
