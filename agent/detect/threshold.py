@@ -261,18 +261,18 @@ class Due:
     def __init__(self, rules: list[_Early]):
         self.rules = rules
         self.other = [e for e in rules if e.bound is None]
-        groups: dict[str, list[_Early]] = {}
+        groups: dict[str, list[tuple[float, bool, Callable[[_Acc], int], _Early]]] = {}
         for e in rules:
             if e.bound is not None and e.lead is not None:
-                groups.setdefault(e.lead, []).append(e)
+                get, number, strict = e.bound
+                groups.setdefault(e.lead, []).append((number, strict, get, e))
         # (the count, [(number, strict)], the rules in that order): a count reaches the rules
         # of a prefix, `>=` ones up to its value and `>` ones below it
         self.counts: list[tuple[Callable[[_Acc], int], list[tuple[float, bool]], list[_Early]]] = []
         for group in groups.values():
-            group.sort(key=lambda e: (e.bound[1], e.bound[2]))  # type: ignore[index]
-            self.counts.append((group[0].bound[0],  # type: ignore[index]
-                                [(e.bound[1], e.bound[2]) for e in group],  # type: ignore[index]
-                                group))
+            group.sort(key=lambda g: (g[0], g[1]))
+            self.counts.append((group[0][2], [(n, strict) for n, strict, _, _ in group],
+                                [e for _, _, _, e in group]))
 
     def reached(self, acc: _Acc) -> list[_Early]:
         """The rules whose leading count in `acc` is not short of its number, and the rules
