@@ -65,8 +65,8 @@ BENCHES = (
     Bench("live_resources", "RSS over millions of lines, idle CPU with 50 quiet files, 200 "
           "files at once", ("--lines", "5000000", "--idle-seconds", "60", "--files", "200"),
           ("--lines", "20000", "--idle-seconds", "2", "--files", "20", "--rounds", "1")),
-    Bench("live_cpu", "CPU seconds per million lines, live against replay", (),
-          ("--lines", "20000"), optional=True),
+    Bench("live_cpu", "CPU seconds per million lines, live against replay",
+          ("--lines", "1000000", "--repeat", "3"), ("--lines", "20000"), optional=True),
     Bench("wake_cost", "what a wake-up after a sleep adds to the daemon's CPU per line "
           "(what read_interval trades)", (), ("--lines", "5000", "--repeat", "1",
                                                "--sleeps", "0.01")),

@@ -12,6 +12,11 @@ each sleep gets a fresh state folder; best of --repeat. The baseline, measured i
 is the same steps without a sleep (0.001 s, a yield). Prints CPU per line of each and its
 ratio to the baseline, and the CPU each wake-up adds: what the `read_interval` config key
 trades against latency (docs/operations.md).
+
+Two controls, timed the same way after the longest sleep: a loop of integer arithmetic (no
+memory to speak of) and a loop that builds and drops 20,000 small dicts and lists (like the
+agent's work, memory-bound). Where the first costs the same after a sleep and the second does
+not, what a wake-up costs is cold caches, not the agent's own wake-up work.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -34,6 +40,31 @@ from agent.pipeline import tune_gc
 from agent.simulator import write_upload_lines
 
 BASELINE = 0.001
+
+
+def arithmetic() -> int:
+    s = 0
+    for i in range(60_000):
+        s += i * i
+    return s
+
+
+def allocating() -> int:
+    d = {}
+    for i in range(20_000):
+        d[str(i)] = [i, str(i)]
+    return len(d)
+
+
+def control_cpu(work: Callable[[], int], sleep: float, rounds: int = 30) -> float:
+    """CPU seconds per call of `work`, `sleep` before each call."""
+    cpu = 0.0
+    for _ in range(rounds):
+        time.sleep(sleep)
+        t = time.process_time()
+        work()
+        cpu += time.process_time() - t
+    return cpu / rounds
 
 
 def steps_cpu(config: Path, log: Path, chunks: list[bytes], sleep: float) -> float:
@@ -99,6 +130,14 @@ def main() -> int:
         report.add(f"CPU per line, {sleep * 1000:.0f} ms of sleep between steps", us, "us",
                    "without a sleep", base)
         report.add(f"CPU a wake-up adds after {sleep * 1000:.0f} ms of sleep", per_wake, "us")
+    longest = max(sleeps, default=BASELINE)
+    for name, work in (("arithmetic", arithmetic), ("allocating", allocating)):
+        warm = min(control_cpu(work, BASELINE) for _ in range(args.repeat)) * 1e6
+        cold = min(control_cpu(work, longest) for _ in range(args.repeat)) * 1e6
+        print(f"control, {name} loop: {warm:7.0f} us a call, {cold:7.0f} us after "
+              f"{longest * 1000:.0f} ms of sleep ({cold / warm:.2f})")
+        report.add(f"control: an {name} loop after {longest * 1000:.0f} ms of sleep", cold,
+                   "us", "the same without a sleep", warm)
     report.write()
     return 0
 
