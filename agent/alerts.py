@@ -55,7 +55,7 @@ def fingerprint(rule: str, labels: Mapping[str, str]) -> str:
         return _fingerprint.__wrapped__(rule, items)
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=4096, typed=True)  # typed: 1, 1.0 and True are different labels
 def _fingerprint(rule: str, items: tuple[tuple[str, str], ...]) -> str:
     """Remembered: a rule's alert is looked up at each of its findings (a thousand rules,
     every window), and hashing its JSON cost more than the rest of the lookup."""

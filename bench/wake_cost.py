@@ -131,9 +131,9 @@ def main() -> int:
                    "without a sleep", base)
         report.add(f"CPU a wake-up adds after {sleep * 1000:.0f} ms of sleep", per_wake, "us")
     longest = max(sleeps, default=BASELINE)
-    for name, work in (("arithmetic", arithmetic), ("allocating", allocating)):
-        warm = min(control_cpu(work, BASELINE) for _ in range(args.repeat)) * 1e6
-        cold = min(control_cpu(work, longest) for _ in range(args.repeat)) * 1e6
+    for name, loop in (("arithmetic", arithmetic), ("allocating", allocating)):
+        warm = min(control_cpu(loop, BASELINE) for _ in range(args.repeat)) * 1e6
+        cold = min(control_cpu(loop, longest) for _ in range(args.repeat)) * 1e6
         print(f"control, {name} loop: {warm:7.0f} us a call, {cold:7.0f} us after "
               f"{longest * 1000:.0f} ms of sleep ({cold / warm:.2f})")
         report.add(f"control: an {name} loop after {longest * 1000:.0f} ms of sleep", cold,

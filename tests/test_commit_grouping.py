@@ -205,12 +205,9 @@ def test_a_broken_commit_setting_is_refused_naming_the_key(tmp_path):
     assert "commit_interval: must be at most 1m" in done.stderr
 
 
-def test_windows_past_retention_are_dropped_once_a_minute_not_at_every_commit(tmp_path,
-                                                                              monkeypatch):
+def test_windows_past_retention_are_dropped_once_a_minute_not_at_every_commit(tmp_path):
     """A busy log commits several times a second: what retention drops goes in a transaction
     of its own at most once a minute (the first time at once), and then all of it goes."""
-    import agent.store as store_module
-
     config = configure(tmp_path, retention="10m", window="10m", commit_interval="200ms")
     log = tmp_path / "logs" / "upload.log"
     log.touch()
@@ -226,7 +223,7 @@ def test_windows_past_retention_are_dropped_once_a_minute_not_at_every_commit(tm
 
     daemon.store.prune = record  # type: ignore[method-assign]
     monotonic = [5000.0]
-    monkeypatch.setattr(store_module.time, "monotonic", lambda: monotonic[0])
+    daemon.store._clock = lambda: monotonic[0]  # the store's own clock, for its prunes
     now = datetime.now().astimezone().replace(second=0, microsecond=0)
     t0 = now.replace(minute=now.minute - now.minute % 10) - timedelta(hours=2)
 

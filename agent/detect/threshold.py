@@ -246,8 +246,9 @@ class _Early:
         self.lead = None if self.bound is None or lead is None else lead[0]
         self.rules = rules
         self.fired_in: float | None = None  # the window it fired in at a line
-        # the window its last verdict (false, without error) was about: while none of the
-        # features it reads changes, that verdict stands
+        # a window in which it was found false (without error) at a line: while none of the
+        # features it reads changes, that verdict stands. A rule whose leading count is short
+        # is not visited at all (Due.reached leaves it out), so this need not be set for it
         self.clean_in: float | None = None
 
 
@@ -379,8 +380,8 @@ class SourceThresholds:
         """For how many lines, this one included, no early rule can hold in the window that
         starts at `start`, whose counts are `acc` plus `pending` lines not counted into it
         yet: each rule fired in it already, or begins with a growing feature still short of
-        its number (a line adds at most one). 0 if any other rule may hold. The rules are
-        then as judging them false at each of those lines leaves them."""
+        its number (a line adds at most one). 0 if any other rule may hold. Each rule not
+        fired is then marked found false in the window, as judging it at those lines would."""
         for e in self._unbounded:
             if e.fired_in != start:
                 return 0

@@ -18,7 +18,7 @@ import sqlite3
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from sqlite_utils import Database
 
@@ -58,7 +58,8 @@ PRUNE_SECONDS = 60.0
 class Store:
     """SQLite state of one agent. `path=":memory:"` for runs that must not touch state."""
 
-    def __init__(self, path: str | Path, readonly: bool = False, scratch: bool = False):
+    def __init__(self, path: str | Path, readonly: bool = False, scratch: bool = False,
+                 clock: Callable[[], float] = time.monotonic):
         """`scratch`: a throwaway database (replay's ledger): nothing is synced to disk."""
         if readonly:
             # `status` beside a running daemon: no migrations, no writes; as_uri() escapes the
@@ -85,7 +86,8 @@ class Store:
         self.silences = Silences(self.db)
         # engine state key -> its JSON as last committed: an unchanged part is not rewritten
         self._state_written: dict[str, str] = {}
-        self._pruned = -PRUNE_SECONDS  # monotonic time of the last prune_now_and_then
+        self._clock = clock  # monotonic seconds, for prune_now_and_then
+        self._pruned: float | None = None  # when prune_now_and_then last pruned
 
     def close(self) -> None:
         self.db.close()
@@ -142,10 +144,10 @@ class Store:
         """prune(), at most once every PRUNE_SECONDS: a busy log commits several times a
         second, and each prune is a transaction of its own for rows that only need to go
         within days. The first call prunes."""
-        now = time.monotonic()
-        if now - self._pruned >= PRUNE_SECONDS:
-            self._pruned = now
+        now = self._clock()
+        if self._pruned is None or now - self._pruned >= PRUNE_SECONDS:
             self.prune(before, ledger_before=ledger_before)
+            self._pruned = now
 
     def prune(self, before: datetime, keep_sent: int = 1000,
               ledger_before: datetime | None = None) -> None:
